@@ -1,0 +1,92 @@
+//! Audit events of credential access (SPEC §6.7). An event never holds a value.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::credential::KeyId;
+use crate::user::UserId;
+
+/// What was done to a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditAction {
+    /// A row was created or rewritten.
+    Write,
+    /// A row was deleted.
+    Delete,
+    /// A connection test ran.
+    Test,
+    /// An operator read another account's credentials.
+    OperatorRead,
+    /// A row failed its binding or decryption check on read.
+    BindingFailure,
+    /// `keys rotate` re-encrypted a row.
+    Rotate,
+}
+
+impl AuditAction {
+    /// Stable name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Write => "write",
+            Self::Delete => "delete",
+            Self::Test => "test",
+            Self::OperatorRead => "operator_read",
+            Self::BindingFailure => "binding_failure",
+            Self::Rotate => "rotate",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Write,
+            Self::Delete,
+            Self::Test,
+            Self::OperatorRead,
+            Self::BindingFailure,
+            Self::Rotate,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == name)
+    }
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Who acted (`None` for the command line).
+    pub actor_id: Option<UserId>,
+    /// Whose credential.
+    pub target_user_id: UserId,
+    /// What was done.
+    pub action: AuditAction,
+    /// Which broker, when the action concerns one.
+    pub broker: Option<String>,
+    /// `success`, `failure`, or a test status.
+    pub outcome: String,
+    /// Key that encrypted what was written or read.
+    pub key_id: Option<KeyId>,
+    /// Request that caused it.
+    pub request_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_names_round_trip() {
+        for action in [
+            AuditAction::Write,
+            AuditAction::BindingFailure,
+            AuditAction::Rotate,
+        ] {
+            assert_eq!(AuditAction::parse(action.as_str()), Some(action));
+        }
+        assert_eq!(AuditAction::parse("nope"), None);
+    }
+}

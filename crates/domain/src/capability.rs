@@ -1,0 +1,215 @@
+//! Capabilities and the rule deciding what each action requires.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use thiserror::Error;
+
+/// A capability code, as the platform's entitlements service names it (`can.use_users`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Capability(String);
+
+impl Capability {
+    /// The dashboard's default capability: use one's own profile and credentials.
+    pub const USE_USERS: &'static str = "can.use_users";
+    /// The operator capability: manage users and other accounts' credentials.
+    pub const MANAGE_USERS: &'static str = "can.manage_users";
+
+    /// `can.use_users`.
+    pub fn use_users() -> Self {
+        Self(Self::USE_USERS.to_owned())
+    }
+
+    /// `can.manage_users`.
+    pub fn manage_users() -> Self {
+        Self(Self::MANAGE_USERS.to_owned())
+    }
+
+    /// A capability from its code; `None` when the code is blank or has characters other than
+    /// ASCII letters, digits, `.`, `_` and `-`.
+    pub fn parse(code: &str) -> Option<Self> {
+        let code = code.trim();
+        let valid = !code.is_empty()
+            && code.len() <= 128
+            && code
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        valid.then(|| Self(code.to_owned()))
+    }
+
+    /// The code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The capabilities a user holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities(BTreeSet<Capability>);
+
+impl Capabilities {
+    /// No capability.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Whether `capability` is held.
+    pub fn holds(&self, capability: &Capability) -> bool {
+        self.0.contains(capability)
+    }
+
+    /// Adds a capability.
+    pub fn insert(&mut self, capability: Capability) {
+        self.0.insert(capability);
+    }
+
+    /// Removes a capability.
+    pub fn remove(&mut self, capability: &Capability) {
+        self.0.remove(capability);
+    }
+
+    /// The held capabilities, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &Capability> {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<Capability> for Capabilities {
+    fn from_iter<T: IntoIterator<Item = Capability>>(iter: T) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+/// What an actor wants to do; each action requires a set of capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Read or change one's own profile, preferences, onboarding or broker credentials.
+    OwnAccount,
+    /// Read or change another account's broker credentials.
+    OtherAccountCredentials,
+    /// Create, list, change or delete other users.
+    UserAdministration,
+    /// Create one's own profile (`POST /users/register`): any verified identity may.
+    RegisterSelf,
+}
+
+impl Action {
+    /// The capabilities this action requires, in the order they are checked.
+    pub fn required(self) -> &'static [&'static str] {
+        match self {
+            Self::OwnAccount => &[Capability::USE_USERS],
+            Self::OtherAccountCredentials | Self::UserAdministration => {
+                &[Capability::USE_USERS, Capability::MANAGE_USERS]
+            }
+            Self::RegisterSelf => &[],
+        }
+    }
+}
+
+/// The actor lacks a capability the action requires.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AccessDenied {
+    /// The dashboard capability is missing (message kept from the original service).
+    #[error("Missing capabilities: {0}")]
+    MissingCapabilities(String),
+    /// The operator capability is missing (message kept from the original service).
+    #[error("Missing capability: {0}")]
+    MissingCapability(String),
+}
+
+/// Decides whether `held` allows `action`.
+///
+/// The dashboard capability is checked first, so that an account without it gets the same answer
+/// on every route, then the operator capability.
+pub fn authorize(held: &Capabilities, action: Action) -> Result<(), AccessDenied> {
+    for code in action.required() {
+        if !held.0.iter().any(|c| c.as_str() == *code) {
+            return Err(if *code == Capability::USE_USERS {
+                AccessDenied::MissingCapabilities((*code).to_owned())
+            } else {
+                AccessDenied::MissingCapability((*code).to_owned())
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `actor` may act on `target`'s credentials, and which action that is.
+pub fn credential_action(actor: crate::UserId, target: crate::UserId) -> Action {
+    if actor == target {
+        Action::OwnAccount
+    } else {
+        Action::OtherAccountCredentials
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::UserId;
+
+    fn caps(codes: &[&str]) -> Capabilities {
+        codes.iter().filter_map(|c| Capability::parse(c)).collect()
+    }
+
+    #[test]
+    fn own_account_needs_use_users() {
+        assert!(authorize(&caps(&["can.use_users"]), Action::OwnAccount).is_ok());
+        assert_eq!(
+            authorize(&caps(&[]), Action::OwnAccount)
+                .unwrap_err()
+                .to_string(),
+            "Missing capabilities: can.use_users"
+        );
+    }
+
+    #[test]
+    fn operator_actions_need_both_capabilities() {
+        let both = caps(&["can.use_users", "can.manage_users"]);
+        assert!(authorize(&both, Action::OtherAccountCredentials).is_ok());
+        assert!(authorize(&both, Action::UserAdministration).is_ok());
+        assert_eq!(
+            authorize(&caps(&["can.use_users"]), Action::UserAdministration)
+                .unwrap_err()
+                .to_string(),
+            "Missing capability: can.manage_users"
+        );
+        assert_eq!(
+            authorize(
+                &caps(&["can.manage_users"]),
+                Action::OtherAccountCredentials
+            )
+            .unwrap_err()
+            .to_string(),
+            "Missing capabilities: can.use_users"
+        );
+    }
+
+    #[test]
+    fn registering_needs_nothing() {
+        assert!(authorize(&Capabilities::none(), Action::RegisterSelf).is_ok());
+    }
+
+    #[test]
+    fn acting_on_someone_else_is_an_operator_action() {
+        assert_eq!(credential_action(UserId(1), UserId(1)), Action::OwnAccount);
+        assert_eq!(
+            credential_action(UserId(1), UserId(2)),
+            Action::OtherAccountCredentials
+        );
+    }
+
+    #[test]
+    fn capability_codes_are_checked() {
+        assert!(Capability::parse("can.trade-x_1").is_some());
+        assert!(Capability::parse("").is_none());
+        assert!(Capability::parse("can use").is_none());
+    }
+}

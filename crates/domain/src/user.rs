@@ -1,0 +1,292 @@
+//! Users, their profile fields, preferences and onboarding progress.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+use crate::limits::{
+    DEFAULT_PAGE_LIMIT, EMAIL_MAX_CHARS, MAX_PAGE_LIMIT, NAME_MAX_CHARS, PHONE_MAX_CHARS,
+};
+
+/// A user id (the JWT's `sub`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub i64);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A normalised e-mail address: trimmed, lower-cased, `local@domain`, at most 255 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    /// Validates and normalises an address.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let email = raw.trim().to_lowercase();
+        if email.chars().count() > EMAIL_MAX_CHARS {
+            return Err(ValidationError::TooLong {
+                field: "email",
+                max: EMAIL_MAX_CHARS,
+            });
+        }
+        let valid = match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
+                    && !email.chars().any(char::is_whitespace)
+            }
+            None => false,
+        };
+        if !valid {
+            return Err(ValidationError::Invalid {
+                field: "email",
+                reason: "not a valid e-mail address",
+            });
+        }
+        Ok(Self(email))
+    }
+
+    /// The normalised address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A user profile as stored (never the password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Id.
+    pub id: UserId,
+    /// E-mail address.
+    pub email: Email,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Last name.
+    pub last_name: Option<String>,
+    /// Phone number.
+    pub phone: Option<String>,
+    /// Whether the user accepted marketing e-mail.
+    pub marketing_opt_in: bool,
+    /// Whether the account is activated.
+    pub is_active: bool,
+    /// Whether the account is a superuser (kept from the original schema).
+    pub is_superuser: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Profile fields of a new user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// E-mail address (unique).
+    pub email: Email,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Last name.
+    pub last_name: Option<String>,
+    /// Phone number.
+    pub phone: Option<String>,
+    /// Marketing consent.
+    pub marketing_opt_in: bool,
+    /// Whether the account starts active.
+    pub is_active: bool,
+}
+
+impl NewUser {
+    /// A new user with only an e-mail address, inactive.
+    pub fn with_email(email: Email) -> Self {
+        Self {
+            email,
+            first_name: None,
+            last_name: None,
+            phone: None,
+            marketing_opt_in: false,
+            is_active: false,
+        }
+    }
+}
+
+/// Changes to a profile; `None` leaves a field unchanged, `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPatch {
+    /// New e-mail address.
+    pub email: Option<Email>,
+    /// New first name.
+    pub first_name: Option<Option<String>>,
+    /// New last name.
+    pub last_name: Option<Option<String>>,
+    /// New phone number.
+    pub phone: Option<Option<String>>,
+    /// New marketing consent.
+    pub marketing_opt_in: Option<bool>,
+    /// New activation state (operators only).
+    pub is_active: Option<bool>,
+}
+
+/// Checks a free-text profile field against its limit; blank becomes `None`.
+pub fn profile_field(
+    field: &'static str,
+    value: Option<String>,
+) -> Result<Option<String>, ValidationError> {
+    let max = match field {
+        "phone" => PHONE_MAX_CHARS,
+        _ => NAME_MAX_CHARS,
+    };
+    match value.map(|v| v.trim().to_owned()) {
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if v.chars().count() > max => Err(ValidationError::TooLong { field, max }),
+        other => Ok(other),
+    }
+}
+
+/// A page request: `limit` in 1..=200 (default 50), `offset` ≥ 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Rows per page.
+    pub limit: u32,
+    /// Rows skipped.
+    pub offset: u64,
+}
+
+impl Page {
+    /// Validates a page request.
+    pub fn new(limit: Option<u32>, offset: Option<u64>) -> Result<Self, ValidationError> {
+        let limit = limit.unwrap_or(DEFAULT_PAGE_LIMIT);
+        if limit == 0 || limit > MAX_PAGE_LIMIT {
+            return Err(ValidationError::Invalid {
+                field: "limit",
+                reason: "must be between 1 and 200",
+            });
+        }
+        Ok(Self {
+            limit,
+            offset: offset.unwrap_or(0),
+        })
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            limit: DEFAULT_PAGE_LIMIT,
+            offset: 0,
+        }
+    }
+}
+
+/// Onboarding steps, in order.
+pub const ONBOARDING_STEPS: [&str; 3] = ["account-profile", "api-keys", "execution-mode"];
+
+/// A user's onboarding progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnboardingProgress {
+    /// The first step not completed yet, or the last step when all are.
+    pub current_step: String,
+    /// Completed steps, in the order of [`ONBOARDING_STEPS`].
+    pub completed_steps: Vec<String>,
+    /// When the user last restarted the onboarding.
+    pub restarted_at: Option<DateTime<Utc>>,
+    /// Last change.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl OnboardingProgress {
+    /// Progress of a user who has not started.
+    pub fn start() -> Self {
+        Self {
+            current_step: ONBOARDING_STEPS[0].to_owned(),
+            completed_steps: Vec::new(),
+            restarted_at: None,
+            updated_at: None,
+        }
+    }
+
+    /// Marks `step` completed; refuses an unknown step.
+    pub fn complete(&mut self, step: &str) -> Result<(), ValidationError> {
+        if !ONBOARDING_STEPS.contains(&step) {
+            return Err(ValidationError::Invalid {
+                field: "step",
+                reason: "unknown onboarding step",
+            });
+        }
+        if !self.completed_steps.iter().any(|s| s == step) {
+            self.completed_steps.push(step.to_owned());
+        }
+        self.completed_steps.sort_by_key(|s| {
+            ONBOARDING_STEPS
+                .iter()
+                .position(|known| known == s)
+                .unwrap_or(usize::MAX)
+        });
+        self.current_step = ONBOARDING_STEPS
+            .iter()
+            .find(|s| !self.completed_steps.iter().any(|c| c == *s))
+            .unwrap_or(&ONBOARDING_STEPS[ONBOARDING_STEPS.len() - 1])
+            .to_string();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_is_normalised_and_checked() {
+        assert_eq!(
+            Email::parse(" Ann@Example.COM ").unwrap().as_str(),
+            "ann@example.com"
+        );
+        for bad in ["", "ann", "@example.com", "ann@example", "a b@example.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Email::parse(&format!("{}@example.com", "a".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn page_limits_are_explicit() {
+        assert_eq!(Page::new(None, None).unwrap(), Page::default());
+        assert!(Page::new(Some(0), None).is_err());
+        assert!(Page::new(Some(201), None).is_err());
+        assert_eq!(Page::new(Some(200), Some(5)).unwrap().offset, 5);
+    }
+
+    #[test]
+    fn onboarding_moves_to_the_first_missing_step() {
+        let mut progress = OnboardingProgress::start();
+        progress.complete("api-keys").unwrap();
+        assert_eq!(progress.current_step, "account-profile");
+        progress.complete("account-profile").unwrap();
+        assert_eq!(progress.current_step, "execution-mode");
+        assert_eq!(progress.completed_steps, ["account-profile", "api-keys"]);
+        assert!(progress.complete("unknown").is_err());
+    }
+
+    #[test]
+    fn profile_fields_have_limits() {
+        assert_eq!(
+            profile_field("first_name", Some("  ".into())).unwrap(),
+            None
+        );
+        assert!(profile_field("phone", Some("1".repeat(33))).is_err());
+        assert!(profile_field("last_name", Some("x".repeat(120))).is_ok());
+    }
+}
