@@ -340,3 +340,310 @@ pub fn status_of(cipher: &dyn CredentialCipher, row: &StoredCredential) -> Crede
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{MockAuditRepository, MockClock, MockCredentialCipher, MockCredentialRepository, Opened, Sealed};
+    use crate::test_support::{entry, stored_row};
+    use crate::{CipherError, PlainSecret, ValidationError};
+    use chrono::{TimeZone, Utc};
+    use mockall::predicate::eq;
+
+    /// A cipher whose tokens are `enc:<plaintext>` under key `primary`; `bad:` tokens fail.
+    fn fake_cipher() -> MockCredentialCipher {
+        let mut cipher = MockCredentialCipher::new();
+        cipher.expect_primary_key_id().returning(|| KeyId::new("primary"));
+        cipher.expect_encrypt().returning(|value| {
+            Ok(Sealed {
+                token: format!("enc:{}", value.expose_secret()),
+                key_id: KeyId::new("primary"),
+            })
+        });
+        cipher.expect_decrypt().returning(|token| match token.strip_prefix("enc:") {
+            Some(plain) => Ok(Opened {
+                value: PlainSecret::new(plain),
+                key_id: KeyId::new("primary"),
+            }),
+            None => Err(CipherError::Undecryptable),
+        });
+        cipher.expect_bind().returning(|input| format!("bound:{}:{}", input.user_id, input.version));
+        cipher
+            .expect_verify_binding()
+            .returning(|row| row.binding.as_deref() != Some("forged"));
+        cipher
+    }
+
+    fn clock() -> Arc<MockClock> {
+        let mut clock = MockClock::new();
+        clock
+            .expect_now()
+            .returning(|| Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap());
+        Arc::new(clock)
+    }
+
+    fn quiet_audit() -> Arc<MockAuditRepository> {
+        let mut audit = MockAuditRepository::new();
+        audit.expect_record().returning(|_| Ok(()));
+        Arc::new(audit)
+    }
+
+    fn readable_row(broker: &str, key: &str, secret: &str, version: i64) -> StoredCredential {
+        let mut row = stored_row(broker, true, true, version);
+        row.api_key_encrypted = Some(format!("enc:{key}"));
+        row.api_secret_encrypted = Some(format!("enc:{secret}"));
+        row
+    }
+
+    fn ctx() -> RequestContext {
+        RequestContext::new(UserId(1), "req-1")
+    }
+
+    #[test]
+    fn list_masks_every_stored_half() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list()
+            .with(eq(UserId(1)))
+            .returning(|_| Ok(vec![readable_row("binance", "abcd1234efgh", "xyz", 2)]));
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        let list = service.list(&fake_cipher(), &ctx(), UserId(1)).unwrap();
+
+        assert_eq!(list[0].api_key_masked.as_deref(), Some("••••••••efgh"));
+        assert_eq!(list[0].api_secret_masked.as_deref(), Some("•••"));
+        assert_eq!(list[0].status, CredentialHealth::Ok);
+    }
+
+    #[test]
+    fn undecryptable_row_is_marked_and_audited_without_failing_the_list() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list().returning(|_| {
+            let mut broken = readable_row("kraken", "k", "s", 1);
+            broken.api_key_encrypted = Some("bad:token".into());
+            Ok(vec![readable_row("binance", "abcd1234", "secret99", 1), broken])
+        });
+        let mut audit = MockAuditRepository::new();
+        audit
+            .expect_record()
+            .withf(|e| e.action == AuditAction::BindingFailure && e.broker.as_deref() == Some("kraken"))
+            .times(1)
+            .returning(|_| Ok(()));
+        let service = CredentialService::new(Arc::new(repo), Arc::new(audit), clock());
+
+        let list = service.list(&fake_cipher(), &ctx(), UserId(1)).unwrap();
+
+        assert_eq!(list[0].status, CredentialHealth::Ok);
+        assert_eq!(list[1].status, CredentialHealth::Undecryptable);
+        assert!(list[1].has_api_key);
+        assert_eq!(list[1].api_key_masked, None);
+        assert_eq!(list[1].api_secret_masked, None, "no half of a suspect row is shown");
+    }
+
+    #[test]
+    fn swapped_ciphertext_is_rejected() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list().returning(|_| {
+            let mut row = readable_row("binance", "other-users-key", "s", 1);
+            row.binding = Some("forged".into());
+            Ok(vec![row])
+        });
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        let list = service.list(&fake_cipher(), &ctx(), UserId(1)).unwrap();
+
+        assert_eq!(list[0].status, CredentialHealth::Undecryptable);
+        assert_eq!(list[0].api_key_masked, None);
+    }
+
+    #[test]
+    fn operator_read_is_audited() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list().returning(|_| Ok(vec![]));
+        let mut audit = MockAuditRepository::new();
+        audit
+            .expect_record()
+            .withf(|e| {
+                e.action == AuditAction::OperatorRead
+                    && e.actor_id == Some(UserId(9))
+                    && e.target_user_id == UserId(1)
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let service = CredentialService::new(Arc::new(repo), Arc::new(audit), clock());
+
+        service
+            .list(&fake_cipher(), &RequestContext::new(UserId(9), "r"), UserId(1))
+            .unwrap();
+    }
+
+    #[test]
+    fn update_encrypts_binds_and_writes_one_batch() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list().times(1).returning(|_| Ok(vec![]));
+        repo.expect_apply()
+            .withf(|user, mutations| {
+                *user == UserId(1)
+                    && matches!(&mutations[..], [CredentialMutation::Write(w)]
+                        if w.expected_version.is_none()
+                        && w.version == 1
+                        && w.api_key_encrypted.as_deref() == Some("enc:abcd1234efgh")
+                        && w.api_secret_encrypted.is_none()
+                        && w.binding == "bound:1:1"
+                        && w.key_id.as_str() == "primary")
+            })
+            .times(1)
+            .returning(|_, _| Ok(vec![readable_row("binance", "abcd1234efgh", "x", 1)]));
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        let list = service
+            .update(
+                &fake_cipher(),
+                &ctx(),
+                UserId(1),
+                vec![entry("Binance", Some("abcd1234efgh"), None)],
+            )
+            .unwrap();
+
+        assert_eq!(list[0].api_key_masked.as_deref(), Some("••••••••efgh"));
+    }
+
+    #[test]
+    fn kept_half_under_an_old_key_is_reencrypted_under_the_primary() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list().returning(|_| {
+            let mut row = readable_row("binance", "old-key-value", "old-secret", 4);
+            row.key_id = Some(KeyId::new("retired"));
+            Ok(vec![row])
+        });
+        repo.expect_apply()
+            .withf(|_, mutations| {
+                matches!(&mutations[..], [CredentialMutation::Write(w)]
+                    if w.expected_version == Some(4)
+                    && w.version == 5
+                    && w.api_key_encrypted.as_deref() == Some("enc:old-key-value")
+                    && w.api_secret_encrypted.as_deref() == Some("enc:new-secret"))
+            })
+            .times(1)
+            .returning(|_, _| Ok(vec![]));
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        service
+            .update(&fake_cipher(), &ctx(), UserId(1), vec![entry("binance", None, Some("new-secret"))])
+            .unwrap();
+    }
+
+    #[test]
+    fn conflict_replans_on_fresh_rows() {
+        let mut repo = MockCredentialRepository::new();
+        let mut seq = mockall::Sequence::new();
+        repo.expect_list()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(vec![]));
+        repo.expect_apply()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Err(RepositoryError::Conflict("lost".into())));
+        repo.expect_list()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(vec![readable_row("binance", "theirs", "theirs", 1)]));
+        repo.expect_apply()
+            .withf(|_, m| matches!(&m[..], [CredentialMutation::Write(w)] if w.expected_version == Some(1)))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(vec![]));
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        service
+            .update(&fake_cipher(), &ctx(), UserId(1), vec![entry("binance", Some("mine"), Some("mine"))])
+            .unwrap();
+    }
+
+    #[test]
+    fn endless_conflicts_end_in_a_conflict_error() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list().returning(|_| Ok(vec![]));
+        repo.expect_apply()
+            .times(crate::limits::MAX_WRITE_ATTEMPTS)
+            .returning(|_, _| Err(RepositoryError::Conflict("lost".into())));
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        let error = service
+            .update(&fake_cipher(), &ctx(), UserId(1), vec![entry("binance", Some("k"), None)])
+            .unwrap_err();
+        assert!(matches!(error, DomainError::Conflict(_)));
+    }
+
+    #[test]
+    fn failed_encryption_writes_nothing() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list().returning(|_| Ok(vec![]));
+        repo.expect_apply().never();
+        let mut cipher = MockCredentialCipher::new();
+        cipher.expect_primary_key_id().returning(|| KeyId::new("primary"));
+        cipher
+            .expect_encrypt()
+            .returning(|_| Err(CipherError::NotConfigured));
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        let error = service
+            .update(&cipher, &ctx(), UserId(1), vec![entry("binance", Some("k"), None)])
+            .unwrap_err();
+        assert_eq!(error, DomainError::KeyNotConfigured);
+    }
+
+    #[test]
+    fn duplicate_brokers_write_nothing() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list().returning(|_| Ok(vec![]));
+        repo.expect_apply().never();
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        let error = service
+            .update(
+                &fake_cipher(),
+                &ctx(),
+                UserId(1),
+                vec![entry("a", Some("1"), None), entry("A", Some("2"), None)],
+            )
+            .unwrap_err();
+        assert_eq!(
+            error,
+            DomainError::Validation(ValidationError::DuplicateBroker("a".into()))
+        );
+    }
+
+    #[test]
+    fn deleting_a_missing_broker_is_not_found() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_delete().returning(|_, _| Ok(false));
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        let error = service
+            .delete(&ctx(), UserId(1), &BrokerId::parse("binance").unwrap())
+            .unwrap_err();
+        assert_eq!(error, DomainError::NotFound("Broker credential"));
+    }
+
+    #[test]
+    fn delete_is_audited_with_the_actor_and_request() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_delete().returning(|_, _| Ok(true));
+        let mut audit = MockAuditRepository::new();
+        audit
+            .expect_record()
+            .withf(|e| {
+                e.action == AuditAction::Delete
+                    && e.request_id.as_deref() == Some("req-1")
+                    && e.broker.as_deref() == Some("binance")
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let service = CredentialService::new(Arc::new(repo), Arc::new(audit), clock());
+
+        service
+            .delete(&ctx(), UserId(1), &BrokerId::parse("binance").unwrap())
+            .unwrap();
+    }
+}

@@ -1,0 +1,22 @@
+# Longer recipes. The README's two commands need only cargo.
+
+# Run the service locally (SQLite, development key).
+run:
+    APP_ENV=local cargo run
+
+# All tests, as CI runs them.
+test:
+    cargo test --workspace
+
+# What CI runs, on this checkout.
+ci:
+    bash .ci/run
+
+# Criterion benchmarks of the domain, crypto and persistence paths (short settings).
+bench:
+    cargo bench -p user-service-domain -p user-service-crypto -p user-service-persistence -- --warm-up-time 1 --measurement-time 3
+
+# Format and lint.
+lint:
+    cargo fmt --all
+    cargo clippy --workspace --all-targets -- -D warnings
