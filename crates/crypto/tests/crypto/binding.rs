@@ -1,0 +1,150 @@
+//! Row binding (SPEC §6.5): a ciphertext moved to another row no longer verifies.
+
+use user_service_domain::ports::CredentialCipher;
+
+use crate::support::{bound_row, key_id, ring, row, KEY_A, KEY_B, KEY_C};
+
+const TOKEN_1: &str = "gAAAAABrBQ_Y-token-of-user-a";
+const TOKEN_2: &str = "gAAAAABrBQ_Y-secret-of-user-a";
+const TOKEN_3: &str = "gAAAAABrBQ_Y-token-of-user-b";
+const TOKEN_4: &str = "gAAAAABrBQ_Y-secret-of-user-b";
+
+#[test]
+fn a_bound_row_verifies() {
+    let ring = ring(KEY_A);
+    let row = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    assert!(row.binding.as_deref().unwrap().starts_with("v1."));
+    assert!(ring.verify_binding(&row));
+}
+
+#[test]
+fn binding_for_user_a_does_not_verify_for_user_b_with_the_same_ciphertext() {
+    let ring = ring(KEY_A);
+    let a = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    let mut b = row(2, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    b.binding = a.binding.clone();
+    b.key_id = a.key_id.clone();
+    assert!(!ring.verify_binding(&b));
+}
+
+#[test]
+fn swapped_ciphertext_is_rejected() {
+    // Someone with write access to the table copies user B's whole row content (ciphertext,
+    // version, key id, binding) into user A's row.
+    let ring = ring(KEY_A);
+    let b = bound_row(&ring, 2, "binance", 5, Some(TOKEN_3), Some(TOKEN_4));
+    let mut a = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    a.api_key_encrypted = b.api_key_encrypted.clone();
+    a.api_secret_encrypted = b.api_secret_encrypted.clone();
+    a.version = b.version;
+    a.key_id = b.key_id.clone();
+    a.binding = b.binding.clone();
+    assert!(!ring.verify_binding(&a));
+
+    // Copying only one half, keeping A's own binding, fails too.
+    let mut a = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    a.api_secret_encrypted = Some(TOKEN_4.to_owned());
+    assert!(!ring.verify_binding(&a));
+}
+
+#[test]
+fn ciphertext_moved_to_another_broker_or_version_is_rejected() {
+    let ring = ring(KEY_A);
+    let original = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), None);
+    let mut moved = original.clone();
+    moved.broker = user_service_domain::BrokerId::parse("kraken").unwrap();
+    assert!(!ring.verify_binding(&moved));
+    let mut replayed = original.clone();
+    replayed.version = 4;
+    assert!(!ring.verify_binding(&replayed));
+}
+
+#[test]
+fn halves_cannot_be_swapped_or_shifted() {
+    let ring = ring(KEY_A);
+    let cases = [
+        (Some("ab"), Some("c"), Some("a"), Some("bc")),
+        (Some("x"), Some("y"), Some("y"), Some("x")),
+        (Some(""), None, None, Some("")),
+        (Some(""), None, None, None),
+        (None, Some(""), None, None),
+    ];
+    for (key, secret, other_key, other_secret) in cases {
+        let original = bound_row(&ring, 1, "binance", 1, key, secret);
+        let mut changed = row(1, "binance", 1, other_key, other_secret);
+        changed.binding = original.binding.clone();
+        changed.key_id = original.key_id.clone();
+        assert!(
+            !ring.verify_binding(&changed),
+            "{key:?},{secret:?} vs {other_key:?},{other_secret:?}"
+        );
+    }
+}
+
+#[test]
+fn rows_written_by_python_without_a_binding_pass() {
+    let ring = ring(KEY_A);
+    let legacy = row(1, "binance", 0, Some(TOKEN_1), Some(TOKEN_2));
+    assert!(legacy.binding.is_none() && legacy.key_id.is_none());
+    assert!(ring.verify_binding(&legacy));
+}
+
+#[test]
+fn bind_uses_the_primary_key() {
+    let input_row = row(7, "alpaca", 2, Some(TOKEN_1), None);
+    let input = input_row.binding_input();
+    let tag_ab = ring(&format!("{KEY_A},{KEY_B}")).bind(&input);
+    assert_eq!(tag_ab, ring(KEY_A).bind(&input));
+    assert_ne!(tag_ab, ring(KEY_B).bind(&input));
+}
+
+#[test]
+fn row_bound_under_an_older_key_verifies_after_rotation() {
+    let old = ring(KEY_A);
+    let row = bound_row(&old, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    assert_eq!(row.key_id, Some(key_id(KEY_A)));
+    assert!(ring(&format!("{KEY_B},{KEY_A}")).verify_binding(&row));
+    // Once the old key is retired the row no longer verifies (nor decrypts).
+    assert!(!ring(&format!("{KEY_B},{KEY_C}")).verify_binding(&row));
+}
+
+#[test]
+fn binding_is_checked_under_the_key_the_row_names() {
+    let ring = ring(&format!("{KEY_A},{KEY_B}"));
+    let mut row = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), None);
+    // Bound under A; claiming B fails even though B is configured.
+    row.key_id = Some(key_id(KEY_B));
+    assert!(!ring.verify_binding(&row));
+    // A key id that is not configured fails.
+    row.key_id = Some(key_id(KEY_C));
+    assert!(!ring.verify_binding(&row));
+    // Without a key id, any configured key may have bound it.
+    row.key_id = None;
+    assert!(ring.verify_binding(&row));
+    assert!(!crate::support::ring(KEY_C).verify_binding(&row));
+}
+
+#[test]
+fn malformed_or_forged_tags_fail() {
+    let ring = ring(KEY_A);
+    let good = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), None);
+    let tag = good.binding.clone().unwrap();
+    let mut flipped = tag.clone().into_bytes();
+    let last = flipped.len() - 2;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    let forged = [
+        String::new(),
+        "v1.".to_owned(),
+        "forged".to_owned(),
+        tag.replacen("v1.", "v2.", 1),
+        tag[..tag.len() - 1].to_owned(),
+        format!("{tag}A"),
+        String::from_utf8(flipped).unwrap(),
+        format!("v1.{}", "A".repeat(43)),
+    ];
+    for binding in forged {
+        let mut row = good.clone();
+        row.binding = Some(binding.clone());
+        assert!(!ring.verify_binding(&row), "{binding:?}");
+    }
+}
