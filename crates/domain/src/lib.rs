@@ -24,7 +24,7 @@ pub use credential::{
 };
 pub use error::{CipherError, DomainError, RepositoryError, ValidationError};
 pub use secret::{PlainSecret, SecretInput};
-pub use service::{CredentialService, RequestContext};
+pub use service::{CredentialService, CredentialTest, RequestContext, TestOutcome, TestResult};
 pub use update::{plan_update, CredentialUpdate, HalfChange, PlannedChange};
 pub use user::{Email, NewUser, OnboardingProgress, Page, User, UserId, UserPatch};
 

@@ -11,9 +11,10 @@ use crate::credential::{mask, CredentialHealth, CredentialStatus, KeyId, StoredC
 use crate::error::{CipherError, DomainError, RepositoryError};
 use crate::limits::MAX_WRITE_ATTEMPTS;
 use crate::ports::{
-    AuditRepository, Clock, CredentialCipher, CredentialMutation, CredentialRepository,
-    CredentialWrite,
+    AuditRepository, BrokerProbe, Clock, CredentialCipher, CredentialMutation,
+    CredentialRepository, CredentialWrite, ProbeStatus,
 };
+use crate::secret::PlainSecret;
 use crate::update::{plan_update, CredentialUpdate, HalfChange, PlannedChange};
 use crate::user::UserId;
 
@@ -38,6 +39,47 @@ impl RequestContext {
     fn is_operator_access(&self, target: UserId) -> bool {
         self.actor.is_some_and(|actor| actor != target)
     }
+}
+
+/// A connection test request: values given override the stored ones.
+#[derive(Debug, Clone)]
+pub struct CredentialTest {
+    /// Broker to test.
+    pub broker: BrokerId,
+    /// API key to use instead of the stored one.
+    pub api_key: Option<PlainSecret>,
+    /// API secret to use instead of the stored one.
+    pub api_secret: Option<PlainSecret>,
+}
+
+/// What a connection test found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestOutcome {
+    /// The broker was called.
+    Probed(ProbeStatus),
+    /// A key or secret is missing (neither sent nor stored and readable).
+    MissingKeys,
+}
+
+impl TestOutcome {
+    /// The status stored and answered (`ok`, `unauthorized`, `network_error`).
+    pub fn status(self) -> ProbeStatus {
+        match self {
+            Self::Probed(status) => status,
+            Self::MissingKeys => ProbeStatus::Unauthorized,
+        }
+    }
+}
+
+/// The answer of a connection test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    /// Broker tested.
+    pub broker: BrokerId,
+    /// What happened.
+    pub outcome: TestOutcome,
+    /// When.
+    pub tested_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The broker credential use cases: list (masked), update (§4.2), delete.
@@ -147,6 +189,60 @@ impl CredentialService {
             None,
         );
         Ok(())
+    }
+
+    /// Runs a connection test (SPEC §4.4): values in the request override stored ones; the
+    /// outcome is stored on the existing row and audited. Missing halves answer
+    /// [`TestOutcome::MissingKeys`] without calling the broker.
+    pub fn test(
+        &self,
+        cipher: &dyn CredentialCipher,
+        probe: &dyn BrokerProbe,
+        ctx: &RequestContext,
+        target: UserId,
+        request: CredentialTest,
+    ) -> Result<TestResult, DomainError> {
+        let rows = self.credentials.list(target)?;
+        let stored = rows.iter().find(|row| row.broker == request.broker);
+        let readable = stored.is_some_and(|row| cipher.verify_binding(row));
+        let open = |token: Option<&String>| -> Option<PlainSecret> {
+            let token = token?;
+            readable
+                .then(|| cipher.decrypt(token).ok())
+                .flatten()
+                .map(|o| o.value)
+        };
+        let api_key = request
+            .api_key
+            .or_else(|| open(stored.and_then(|r| r.api_key_encrypted.as_ref())));
+        let api_secret = request
+            .api_secret
+            .or_else(|| open(stored.and_then(|r| r.api_secret_encrypted.as_ref())));
+        let outcome = match (&api_key, &api_secret) {
+            (Some(key), Some(secret)) => {
+                TestOutcome::Probed(probe.probe(&request.broker, key, secret))
+            }
+            _ => TestOutcome::MissingKeys,
+        };
+        let tested_at = self.clock.now();
+        let status = outcome.status();
+        if stored.is_some() {
+            self.credentials
+                .record_test(target, &request.broker, status.as_str(), tested_at)?;
+        }
+        self.record(
+            ctx,
+            target,
+            AuditAction::Test,
+            Some(&request.broker),
+            status.as_str(),
+            stored.and_then(|r| r.key_id.clone()),
+        );
+        Ok(TestResult {
+            broker: request.broker,
+            outcome,
+            tested_at,
+        })
     }
 
     /// Turns a plan into row writes: encrypts new values under the primary key, re-encrypts kept
@@ -344,7 +440,11 @@ pub fn status_of(cipher: &dyn CredentialCipher, row: &StoredCredential) -> Crede
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{MockAuditRepository, MockClock, MockCredentialCipher, MockCredentialRepository, Opened, Sealed};
+    use crate::ports::ProbeStatus;
+    use crate::ports::{
+        MockAuditRepository, MockClock, MockCredentialCipher, MockCredentialRepository, Opened,
+        Sealed,
+    };
     use crate::test_support::{entry, stored_row};
     use crate::{CipherError, PlainSecret, ValidationError};
     use chrono::{TimeZone, Utc};
@@ -353,21 +453,27 @@ mod tests {
     /// A cipher whose tokens are `enc:<plaintext>` under key `primary`; `bad:` tokens fail.
     fn fake_cipher() -> MockCredentialCipher {
         let mut cipher = MockCredentialCipher::new();
-        cipher.expect_primary_key_id().returning(|| KeyId::new("primary"));
+        cipher
+            .expect_primary_key_id()
+            .returning(|| KeyId::new("primary"));
         cipher.expect_encrypt().returning(|value| {
             Ok(Sealed {
                 token: format!("enc:{}", value.expose_secret()),
                 key_id: KeyId::new("primary"),
             })
         });
-        cipher.expect_decrypt().returning(|token| match token.strip_prefix("enc:") {
-            Some(plain) => Ok(Opened {
-                value: PlainSecret::new(plain),
-                key_id: KeyId::new("primary"),
-            }),
-            None => Err(CipherError::Undecryptable),
-        });
-        cipher.expect_bind().returning(|input| format!("bound:{}:{}", input.user_id, input.version));
+        cipher
+            .expect_decrypt()
+            .returning(|token| match token.strip_prefix("enc:") {
+                Some(plain) => Ok(Opened {
+                    value: PlainSecret::new(plain),
+                    key_id: KeyId::new("primary"),
+                }),
+                None => Err(CipherError::Undecryptable),
+            });
+        cipher
+            .expect_bind()
+            .returning(|input| format!("bound:{}:{}", input.user_id, input.version));
         cipher
             .expect_verify_binding()
             .returning(|row| row.binding.as_deref() != Some("forged"));
@@ -420,12 +526,17 @@ mod tests {
         repo.expect_list().returning(|_| {
             let mut broken = readable_row("kraken", "k", "s", 1);
             broken.api_key_encrypted = Some("bad:token".into());
-            Ok(vec![readable_row("binance", "abcd1234", "secret99", 1), broken])
+            Ok(vec![
+                readable_row("binance", "abcd1234", "secret99", 1),
+                broken,
+            ])
         });
         let mut audit = MockAuditRepository::new();
         audit
             .expect_record()
-            .withf(|e| e.action == AuditAction::BindingFailure && e.broker.as_deref() == Some("kraken"))
+            .withf(|e| {
+                e.action == AuditAction::BindingFailure && e.broker.as_deref() == Some("kraken")
+            })
             .times(1)
             .returning(|_| Ok(()));
         let service = CredentialService::new(Arc::new(repo), Arc::new(audit), clock());
@@ -436,7 +547,10 @@ mod tests {
         assert_eq!(list[1].status, CredentialHealth::Undecryptable);
         assert!(list[1].has_api_key);
         assert_eq!(list[1].api_key_masked, None);
-        assert_eq!(list[1].api_secret_masked, None, "no half of a suspect row is shown");
+        assert_eq!(
+            list[1].api_secret_masked, None,
+            "no half of a suspect row is shown"
+        );
     }
 
     #[test]
@@ -472,7 +586,11 @@ mod tests {
         let service = CredentialService::new(Arc::new(repo), Arc::new(audit), clock());
 
         service
-            .list(&fake_cipher(), &RequestContext::new(UserId(9), "r"), UserId(1))
+            .list(
+                &fake_cipher(),
+                &RequestContext::new(UserId(9), "r"),
+                UserId(1),
+            )
             .unwrap();
     }
 
@@ -528,7 +646,12 @@ mod tests {
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         service
-            .update(&fake_cipher(), &ctx(), UserId(1), vec![entry("binance", None, Some("new-secret"))])
+            .update(
+                &fake_cipher(),
+                &ctx(),
+                UserId(1),
+                vec![entry("binance", None, Some("new-secret"))],
+            )
             .unwrap();
     }
 
@@ -556,7 +679,12 @@ mod tests {
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         service
-            .update(&fake_cipher(), &ctx(), UserId(1), vec![entry("binance", Some("mine"), Some("mine"))])
+            .update(
+                &fake_cipher(),
+                &ctx(),
+                UserId(1),
+                vec![entry("binance", Some("mine"), Some("mine"))],
+            )
             .unwrap();
     }
 
@@ -570,7 +698,12 @@ mod tests {
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         let error = service
-            .update(&fake_cipher(), &ctx(), UserId(1), vec![entry("binance", Some("k"), None)])
+            .update(
+                &fake_cipher(),
+                &ctx(),
+                UserId(1),
+                vec![entry("binance", Some("k"), None)],
+            )
             .unwrap_err();
         assert!(matches!(error, DomainError::Conflict(_)));
     }
@@ -581,14 +714,21 @@ mod tests {
         repo.expect_list().returning(|_| Ok(vec![]));
         repo.expect_apply().never();
         let mut cipher = MockCredentialCipher::new();
-        cipher.expect_primary_key_id().returning(|| KeyId::new("primary"));
+        cipher
+            .expect_primary_key_id()
+            .returning(|| KeyId::new("primary"));
         cipher
             .expect_encrypt()
             .returning(|_| Err(CipherError::NotConfigured));
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         let error = service
-            .update(&cipher, &ctx(), UserId(1), vec![entry("binance", Some("k"), None)])
+            .update(
+                &cipher,
+                &ctx(),
+                UserId(1),
+                vec![entry("binance", Some("k"), None)],
+            )
             .unwrap_err();
         assert_eq!(error, DomainError::KeyNotConfigured);
     }
@@ -624,6 +764,73 @@ mod tests {
             .delete(&ctx(), UserId(1), &BrokerId::parse("binance").unwrap())
             .unwrap_err();
         assert_eq!(error, DomainError::NotFound("Broker credential"));
+    }
+
+    #[test]
+    fn test_uses_stored_values_unless_overridden_and_records_the_outcome() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list().returning(|_| {
+            Ok(vec![readable_row(
+                "binance",
+                "stored-key",
+                "stored-secret",
+                1,
+            )])
+        });
+        repo.expect_record_test()
+            .withf(|_, broker, status, _| broker.as_str() == "binance" && status == "ok")
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        let mut probe = crate::ports::MockBrokerProbe::new();
+        probe
+            .expect_probe()
+            .withf(|_, key, secret| {
+                key.expose_secret() == "stored-key" && secret.expose_secret() == "sent-secret"
+            })
+            .times(1)
+            .returning(|_, _, _| ProbeStatus::Ok);
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        let result = service
+            .test(
+                &fake_cipher(),
+                &probe,
+                &ctx(),
+                UserId(1),
+                CredentialTest {
+                    broker: BrokerId::parse("binance").unwrap(),
+                    api_key: None,
+                    api_secret: Some(PlainSecret::new("sent-secret")),
+                },
+            )
+            .unwrap();
+        assert_eq!(result.outcome, TestOutcome::Probed(ProbeStatus::Ok));
+    }
+
+    #[test]
+    fn test_without_keys_does_not_call_the_broker() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list().returning(|_| Ok(vec![]));
+        repo.expect_record_test().never();
+        let mut probe = crate::ports::MockBrokerProbe::new();
+        probe.expect_probe().never();
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        let result = service
+            .test(
+                &fake_cipher(),
+                &probe,
+                &ctx(),
+                UserId(1),
+                CredentialTest {
+                    broker: BrokerId::parse("kraken").unwrap(),
+                    api_key: Some(PlainSecret::new("k")),
+                    api_secret: None,
+                },
+            )
+            .unwrap();
+        assert_eq!(result.outcome, TestOutcome::MissingKeys);
+        assert_eq!(result.outcome.status(), ProbeStatus::Unauthorized);
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub struct User {
 /// Profile fields of a new user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {
+    /// Id to create the user with (the platform's id when a token's subject registers its
+    /// profile); `None` lets the database assign one.
+    pub id: Option<UserId>,
     /// E-mail address (unique).
     pub email: Email,
     /// First name.
@@ -114,6 +117,7 @@ impl NewUser {
     /// A new user with only an e-mail address, inactive.
     pub fn with_email(email: Email) -> Self {
         Self {
+            id: None,
             email,
             first_name: None,
             last_name: None,

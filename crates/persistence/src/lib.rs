@@ -1,1 +1,18 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+mod connection;
+mod database;
+mod error;
+mod repositories;
+pub mod schema;
+pub mod sql_types;
+mod upsert;
+mod url;
+
+pub use connection::{DbConnection, MultiBackend, PoolSettings};
+pub use database::{Database, PoolStatus, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+pub use error::DatabaseError;
+pub use repositories::{
+    AuditStore, CapabilityStore, CredentialStore, OnboardingStore, PreferenceStore, UserStore,
+};
+pub use url::{redact, Backend, DatabaseUrl, SqliteLocation};

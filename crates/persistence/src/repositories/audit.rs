@@ -1,0 +1,103 @@
+//! `AuditRepository` on `credential_audit_events`.
+
+use diesel::prelude::*;
+use user_service_domain::ports::AuditRepository;
+use user_service_domain::{AuditAction, AuditEvent, KeyId, Page, RepositoryError, UserId};
+
+use super::{count, limit_offset, AuditStore};
+use crate::error::Failure;
+use crate::schema::credential_audit_events as events;
+use crate::sql_types::DbTime;
+
+/// Longest request id kept (the column is `varchar(255)`); request ids come from clients.
+const REQUEST_ID_MAX_CHARS: usize = 255;
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = events)]
+struct EventRow {
+    id: i64,
+    occurred_at: DbTime,
+    actor_id: Option<i64>,
+    target_user_id: i64,
+    action: String,
+    broker: Option<String>,
+    outcome: String,
+    key_id: Option<String>,
+    request_id: Option<String>,
+}
+
+impl EventRow {
+    fn into_domain(self) -> Result<AuditEvent, Failure> {
+        let action = AuditAction::parse(&self.action).ok_or_else(|| {
+            RepositoryError::Other(format!("audit event {} has an unknown action", self.id))
+        })?;
+        Ok(AuditEvent {
+            occurred_at: self.occurred_at.0,
+            actor_id: self.actor_id.map(UserId),
+            target_user_id: UserId(self.target_user_id),
+            action,
+            broker: self.broker,
+            outcome: self.outcome,
+            key_id: self.key_id.map(KeyId::new),
+            request_id: self.request_id,
+        })
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = events)]
+struct NewEventRow<'a> {
+    occurred_at: DbTime,
+    actor_id: Option<i64>,
+    target_user_id: i64,
+    action: &'a str,
+    broker: Option<&'a str>,
+    outcome: &'a str,
+    key_id: Option<&'a str>,
+    request_id: Option<String>,
+}
+
+impl AuditRepository for AuditStore {
+    fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
+        let row = NewEventRow {
+            occurred_at: DbTime::new(event.occurred_at),
+            actor_id: event.actor_id.map(|a| a.0),
+            target_user_id: event.target_user_id.0,
+            action: event.action.as_str(),
+            broker: event.broker.as_deref(),
+            outcome: &event.outcome,
+            key_id: event.key_id.as_ref().map(KeyId::as_str),
+            request_id: event
+                .request_id
+                .as_ref()
+                .map(|id| id.chars().take(REQUEST_ID_MAX_CHARS).collect()),
+        };
+        self.db.run("record audit event", |conn| {
+            diesel::insert_into(events::table)
+                .values(row)
+                .execute(conn)?;
+            Ok(())
+        })
+    }
+
+    fn list(&self, target: UserId, page: Page) -> Result<(Vec<AuditEvent>, u64), RepositoryError> {
+        let (limit, offset) = limit_offset(page);
+        self.db.run("list audit events", |conn| {
+            let total: i64 = events::table
+                .filter(events::target_user_id.eq(target.0))
+                .count()
+                .get_result(conn)?;
+            let items = events::table
+                .filter(events::target_user_id.eq(target.0))
+                .order((events::occurred_at.desc(), events::id.desc()))
+                .limit(limit)
+                .offset(offset)
+                .select(EventRow::as_select())
+                .load(conn)?
+                .into_iter()
+                .map(EventRow::into_domain)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((items, count(total)))
+        })
+    }
+}

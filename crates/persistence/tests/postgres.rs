@@ -1,0 +1,250 @@
+//! Behaviour specific to PostgreSQL: surviving a restart, time zones, real `jsonb`, and URLs with
+//! passwords. Each test skips loudly when PostgreSQL is unreachable, and fails under `CI=true`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use serde_json::json;
+use user_service_domain::ports::{
+    CredentialMutation, CredentialRepository, OnboardingRepository, PreferenceRepository,
+    UserRepository,
+};
+use user_service_domain::{OnboardingProgress, RepositoryError, UserId};
+use user_service_persistence::{Database, PoolSettings};
+
+use support::{at, create_user, postgres, postgres_admin_execute, test_settings, write};
+
+fn terminate_backends_of(name: &str) -> usize {
+    postgres_admin_execute(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    ))
+}
+
+#[test]
+fn connections_killed_by_the_server_are_replaced_without_a_new_pool() {
+    let Some(t) = postgres() else { return };
+    let name = t.name.clone().unwrap();
+    let user = create_user(&t.db, "ann");
+    let creds = t.db.credentials();
+    creds
+        .apply(
+            user,
+            &[CredentialMutation::Write(write(
+                "binance",
+                None,
+                Some("k"),
+                None,
+            ))],
+        )
+        .unwrap();
+    assert!(t.db.pool_status().idle >= 1);
+
+    let killed = terminate_backends_of(&name);
+    assert!(killed >= 1, "the pool had connections to kill");
+
+    for round in 0..20 {
+        assert_eq!(creds.list(user).unwrap().len(), 1, "round {round}");
+    }
+    let rows = creds
+        .apply(
+            user,
+            &[CredentialMutation::Write(write(
+                "binance",
+                Some(1),
+                Some("k2"),
+                None,
+            ))],
+        )
+        .unwrap();
+    assert_eq!(rows[0].version, 2);
+    t.db.ping().unwrap();
+}
+
+#[test]
+fn an_outage_fails_fast_as_unavailable_and_recovers_by_itself() {
+    let Some(t) = postgres() else { return };
+    let name = t.name.clone().unwrap();
+    let user = create_user(&t.db, "ann");
+    let settings = PoolSettings {
+        connection_timeout: Duration::from_secs(1),
+        ..PoolSettings::default()
+    };
+    let db = Database::connect(&t.url, &settings).unwrap();
+    let creds = db.credentials();
+    assert!(creds.list(user).unwrap().is_empty());
+
+    // The database goes away: no new connection is accepted and the open ones are killed.
+    postgres_admin_execute(&format!(
+        "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+    ));
+    terminate_backends_of(&name);
+    let started = Instant::now();
+    let outcome = creds.list(user);
+    assert!(
+        matches!(outcome, Err(RepositoryError::Unavailable(_))),
+        "{outcome:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failed fast: {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(db.ping(), Err(RepositoryError::Unavailable(_))));
+
+    // It comes back: the same pool serves again.
+    postgres_admin_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match creds.apply(
+            user,
+            &[CredentialMutation::Write(write(
+                "binance",
+                None,
+                Some("k"),
+                None,
+            ))],
+        ) {
+            Ok(rows) => {
+                assert_eq!(rows.len(), 1);
+                break;
+            }
+            Err(RepositoryError::Unavailable(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(other) => panic!("did not recover: {other:?}"),
+        }
+    }
+    db.ping().unwrap();
+}
+
+#[test]
+fn timestamps_are_instants_whatever_the_session_time_zone() {
+    let Some(t) = postgres() else { return };
+    // diesel sets every new PostgreSQL session to UTC; a session in another zone (as another
+    // tool or a future diesel might leave it) must not change what is stored. One connection, so
+    // the setting below applies to every call.
+    let db = Database::connect(
+        &t.url,
+        &PoolSettings {
+            max_size: 1,
+            min_idle: Some(1),
+            ..test_settings()
+        },
+    )
+    .unwrap();
+    db.with_connection(|c| diesel::sql_query("SET TIME ZONE 'America/New_York'").execute(c))
+        .unwrap();
+    let zone: String = db
+        .with_connection(|c| {
+            diesel::select(sql::<Text>("current_setting('TimeZone')")).get_result(c)
+        })
+        .unwrap();
+    assert_eq!(zone, "America/New_York");
+
+    let user = create_user(&db, "ann");
+    let rows = db
+        .credentials()
+        .apply(
+            user,
+            &[CredentialMutation::Write(write(
+                "binance",
+                None,
+                Some("k"),
+                None,
+            ))],
+        )
+        .unwrap();
+    assert_eq!(rows[0].updated_at, at(0));
+    assert_eq!(db.credentials().list(user).unwrap()[0].updated_at, at(0));
+    let epoch: i64 = db
+        .with_connection(|c| {
+            diesel::select(sql::<BigInt>(
+                "(SELECT CAST(EXTRACT(EPOCH FROM updated_at) AS BIGINT) FROM user_broker_credentials)",
+            ))
+            .get_result(c)
+        })
+        .unwrap();
+    assert_eq!(epoch, at(0).timestamp(), "stored as the same instant");
+    // `now()` defaults and our values agree on what "now" is.
+    let skew: i64 = db
+        .with_connection(|c| {
+            diesel::select(sql::<BigInt>(
+                "(SELECT CAST(ABS(EXTRACT(EPOCH FROM (now() - created_at))) AS BIGINT) FROM users)",
+            ))
+            .get_result(c)
+        })
+        .unwrap();
+    assert!(skew < 60, "created_at is {skew} s away from now()");
+}
+
+#[test]
+fn json_columns_are_real_jsonb() {
+    let Some(t) = postgres() else { return };
+    let user = create_user(&t.db, "ann");
+    t.db.preferences()
+        .put(user, &json!({"theme": "dark", "n": 1}))
+        .unwrap();
+    let mut progress = OnboardingProgress::start();
+    progress.complete("api-keys").unwrap();
+    t.db.onboarding().save(user, &progress).unwrap();
+    let (theme, steps_type, first_step): (String, String, String) =
+        t.db.with_connection(|c| {
+            diesel::select((
+                sql::<Text>("(SELECT preferences->>'theme' FROM user_preferences)"),
+                sql::<Text>("(SELECT jsonb_typeof(completed_steps) FROM onboarding_progress)"),
+                sql::<Text>("(SELECT completed_steps->>0 FROM onboarding_progress)"),
+            ))
+            .get_result(c)
+        })
+        .unwrap();
+    assert_eq!(
+        (theme.as_str(), steps_type.as_str(), first_step.as_str()),
+        ("dark", "array", "api-keys")
+    );
+
+    // A document written by another client (the Python service) reads back as JSON.
+    t.db.with_connection(|c| {
+        diesel::sql_query(format!(
+            "UPDATE user_preferences SET preferences = '{{\"currency\": \"EUR\"}}'::jsonb WHERE user_id = {}",
+            user.0
+        ))
+        .execute(c)
+    })
+    .unwrap();
+    assert_eq!(
+        t.db.preferences().get(user).unwrap(),
+        json!({"currency": "EUR"})
+    );
+}
+
+#[test]
+fn passwords_in_the_url_never_show() {
+    let Some(t) = postgres() else { return };
+    // Trust authentication ignores the password, so the URL still connects.
+    let with_password = t
+        .url
+        .replacen("postgres://postgres@", "postgres://postgres:hunter2@", 1);
+    assert_ne!(with_password, t.url, "the test URL has the expected form");
+    let db = Database::connect(&with_password, &test_settings()).unwrap();
+    let shown = format!("{db:?} {}", db.redacted_url());
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("postgres:***@"), "{shown}");
+    assert!(db.users().get(UserId(1)).is_err());
+
+    let unreachable = Database::connect(
+        "postgres://postgres:hunter2@127.0.0.1:1/nothing",
+        &PoolSettings {
+            connection_timeout: Duration::from_millis(500),
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap_err();
+    let message = format!("{unreachable} {unreachable:?}");
+    assert!(!message.contains("hunter2"), "{message}");
+}

@@ -1,0 +1,1 @@
+DROP TRIGGER IF EXISTS trg_user_broker_credentials_foreign_write;
