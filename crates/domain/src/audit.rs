@@ -7,6 +7,7 @@ use crate::credential::KeyId;
 use crate::user::UserId;
 
 /// What was done to a credential.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -54,6 +55,7 @@ impl AuditAction {
 }
 
 /// One audit record.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// When it happened.

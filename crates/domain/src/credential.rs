@@ -10,6 +10,7 @@ use crate::limits::{MASK_CHAR, MASK_CLEAR_SUFFIX};
 use crate::user::UserId;
 
 /// A short, non-secret fingerprint naming one key of the key ring (SPEC §6.4).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct KeyId(String);
@@ -98,6 +99,7 @@ pub struct BindingInput<'a> {
 }
 
 /// Whether a stored credential could be read.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialHealth {
@@ -108,6 +110,7 @@ pub enum CredentialHealth {
 }
 
 /// What the API shows of a credential: presence, masks and metadata, never plaintext.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialStatus {
     /// Normalised broker.

@@ -8,6 +8,7 @@ pub mod entitlements;
 pub mod error;
 pub mod limits;
 pub mod ports;
+pub mod rotation;
 pub mod secret;
 pub mod service;
 pub mod update;

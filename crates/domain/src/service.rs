@@ -601,7 +601,7 @@ mod tests {
         repo.expect_apply()
             .withf(|user, mutations| {
                 *user == UserId(1)
-                    && matches!(&mutations[..], [CredentialMutation::Write(w)]
+                    && matches!(mutations, [CredentialMutation::Write(w)]
                         if w.expected_version.is_none()
                         && w.version == 1
                         && w.api_key_encrypted.as_deref() == Some("enc:abcd1234efgh")
@@ -635,7 +635,7 @@ mod tests {
         });
         repo.expect_apply()
             .withf(|_, mutations| {
-                matches!(&mutations[..], [CredentialMutation::Write(w)]
+                matches!(mutations, [CredentialMutation::Write(w)]
                     if w.expected_version == Some(4)
                     && w.version == 5
                     && w.api_key_encrypted.as_deref() == Some("enc:old-key-value")
@@ -672,7 +672,9 @@ mod tests {
             .in_sequence(&mut seq)
             .returning(|_| Ok(vec![readable_row("binance", "theirs", "theirs", 1)]));
         repo.expect_apply()
-            .withf(|_, m| matches!(&m[..], [CredentialMutation::Write(w)] if w.expected_version == Some(1)))
+            .withf(
+                |_, m| matches!(m, [CredentialMutation::Write(w)] if w.expected_version == Some(1)),
+            )
             .times(1)
             .in_sequence(&mut seq)
             .returning(|_, _| Ok(vec![]));

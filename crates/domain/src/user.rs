@@ -11,6 +11,7 @@ use crate::limits::{
 };
 
 /// A user id (the JWT's `sub`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct UserId(pub i64);
@@ -22,6 +23,7 @@ impl fmt::Display for UserId {
 }
 
 /// A normalised e-mail address: trimmed, lower-cased, `local@domain`, at most 255 characters.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Email(String);
@@ -69,6 +71,7 @@ impl fmt::Display for Email {
 }
 
 /// A user profile as stored (never the password hash).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// Id.
@@ -200,6 +203,7 @@ impl Default for Page {
 pub const ONBOARDING_STEPS: [&str; 3] = ["account-profile", "api-keys", "execution-mode"];
 
 /// A user's onboarding progress.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnboardingProgress {
     /// The first step not completed yet, or the last step when all are.
