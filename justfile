@@ -20,3 +20,7 @@ bench:
 lint:
     cargo fmt --all
     cargo clippy --workspace --all-targets -- -D warnings
+
+# HTTP load test on loopback (wrk + pgbench), SQLite and PostgreSQL: requests/s and p50/p99.
+bench-http duration="15" connections="64" users="200":
+    bash scripts/bench/run.sh {{duration}} {{connections}} {{users}}

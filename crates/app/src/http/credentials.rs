@@ -1,0 +1,294 @@
+//! Broker credential routes (SPEC §4.1–§4.3): translate HTTP to the domain's credential service.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use secrecy::ExposeSecret;
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+use user_service_domain::limits::SECRET_MAX_CHARS;
+use user_service_domain::{
+    BrokerId, CredentialStatus, CredentialTest, CredentialUpdate, PlainSecret, RequestContext,
+    SecretInput, UserId, ValidationError,
+};
+
+use crate::error::{ApiError, ErrorBody, FieldError};
+use crate::http::middleware::Caller;
+use crate::state::AppState;
+
+/// `{"credentials": [...]}`, the answer of every list and update.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CredentialList {
+    /// The credentials, ordered by broker.
+    pub credentials: Vec<CredentialStatus>,
+}
+
+/// Body of `PUT /users/me/broker-credentials`. Unknown fields (a `user_id`, say) are ignored:
+/// the account is always the one the path and the token name.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct UpdateBody {
+    credentials: Vec<EntryBody>,
+}
+
+/// One entry: a field absent keeps, `null` / blank clears, a string sets.
+/// `Debug` shows secrets as `[REDACTED]`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct EntryBody {
+    /// Broker id; trimmed and lower-cased, 1–64 characters.
+    broker: String,
+    /// Absent: keep; `null`, empty or blank: clear; otherwise stored as sent (≤ 4096 characters).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 4096)]
+    api_key: Option<Option<SecretString>>,
+    /// Same rules as `api_key`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 4096)]
+    api_secret: Option<Option<SecretString>>,
+}
+
+/// Distinguishes a field set to `null` (`Some(None)`) from an absent one (`None`, by default).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<SecretString>>, D::Error> {
+    Option::<SecretString>::deserialize(d).map(Some)
+}
+
+impl UpdateBody {
+    /// Converts the body into domain commands, naming the offending entry on error.
+    pub fn into_domain(self) -> Result<Vec<CredentialUpdate>, ApiError> {
+        self.credentials
+            .into_iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let locate = |error: ValidationError| located(index, error);
+                Ok(CredentialUpdate {
+                    broker: BrokerId::parse(&entry.broker).map_err(locate)?,
+                    api_key: SecretInput::from_field("api_key", entry.api_key).map_err(locate)?,
+                    api_secret: SecretInput::from_field("api_secret", entry.api_secret)
+                        .map_err(locate)?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn located(index: usize, error: ValidationError) -> ApiError {
+    if error.is_bad_request() {
+        return error.into();
+    }
+    let message = error.to_string();
+    ApiError::validation(
+        message.clone(),
+        vec![FieldError {
+            field: format!("credentials[{index}].{}", error.field().unwrap_or("entry")),
+            message,
+        }],
+    )
+}
+
+fn no_store(body: CredentialList) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+fn context(caller: &Caller) -> RequestContext {
+    RequestContext::new(caller.user_id, caller.request_id.clone())
+}
+
+async fn list_for(
+    state: web::Data<AppState>,
+    caller: Caller,
+    target: UserId,
+) -> Result<HttpResponse, ApiError> {
+    let ring = state.ring()?;
+    let credentials = web::block(move || {
+        state
+            .credentials
+            .list(ring.as_ref(), &context(&caller), target)
+    })
+    .await??;
+    Ok(no_store(CredentialList { credentials }))
+}
+
+async fn update_for(
+    state: web::Data<AppState>,
+    caller: Caller,
+    target: UserId,
+    body: UpdateBody,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.into_domain()?;
+    let ring = state.ring()?;
+    let credentials = web::block(move || {
+        state
+            .credentials
+            .update(ring.as_ref(), &context(&caller), target, request)
+    })
+    .await??;
+    Ok(no_store(CredentialList { credentials }))
+}
+
+async fn delete_for(
+    state: web::Data<AppState>,
+    caller: Caller,
+    target: UserId,
+    broker: &str,
+) -> Result<HttpResponse, ApiError> {
+    let broker = BrokerId::parse(broker)?;
+    web::block(move || state.credentials.delete(&context(&caller), target, &broker)).await??;
+    Ok(HttpResponse::NoContent()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// `GET /users/me/broker-credentials` (and the `api-credentials` alias).
+#[utoipa::path(get, path = "/users/me/broker-credentials", tag = "credentials", security(("bearer" = [])),
+    responses((status = 200, body = CredentialList), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Missing capability", body = ErrorBody), (status = 503, description = "Key not configured or dependency unavailable", body = ErrorBody)))]
+pub async fn list_own(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let target = caller.user_id;
+    list_for(state, caller, target).await
+}
+
+/// `PUT /users/me/broker-credentials` (and the `api-credentials` aliases).
+#[utoipa::path(put, path = "/users/me/broker-credentials", tag = "credentials", security(("bearer" = [])), request_body = UpdateBody,
+    responses((status = 200, body = CredentialList), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Missing capability", body = ErrorBody), (status = 503, description = "Key not configured or dependency unavailable", body = ErrorBody)))]
+pub async fn update_own(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<UpdateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let target = caller.user_id;
+    update_for(state, caller, target, body.into_inner()).await
+}
+
+/// `DELETE /users/me/broker-credentials/{broker}` (and the `api-credentials` alias).
+#[utoipa::path(delete, path = "/users/me/broker-credentials/{broker}", tag = "credentials", security(("bearer" = [])), params(("broker" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Missing capability", body = ErrorBody), (status = 503, description = "Key not configured or dependency unavailable", body = ErrorBody)))]
+pub async fn delete_own(
+    state: web::Data<AppState>,
+    caller: Caller,
+    broker: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let target = caller.user_id;
+    delete_for(state, caller, target, &broker).await
+}
+
+/// `GET /users/{user_id}/broker-credentials` (operators).
+#[utoipa::path(get, path = "/users/{user_id}/broker-credentials", tag = "operators", security(("bearer" = [])), params(("user_id" = i64, Path)),
+    responses((status = 200, body = CredentialList), (status = 404, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Missing capability", body = ErrorBody), (status = 503, description = "Key not configured or dependency unavailable", body = ErrorBody)))]
+pub async fn list_other(
+    state: web::Data<AppState>,
+    caller: Caller,
+    user_id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let target = existing_user(&state, UserId(user_id.into_inner())).await?;
+    list_for(state, caller, target).await
+}
+
+/// `PUT /users/{user_id}/broker-credentials` (operators).
+#[utoipa::path(put, path = "/users/{user_id}/broker-credentials", tag = "operators", security(("bearer" = [])), params(("user_id" = i64, Path)), request_body = UpdateBody,
+    responses((status = 200, body = CredentialList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Missing capability", body = ErrorBody), (status = 503, description = "Key not configured or dependency unavailable", body = ErrorBody)))]
+pub async fn update_other(
+    state: web::Data<AppState>,
+    caller: Caller,
+    user_id: web::Path<i64>,
+    body: web::Json<UpdateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let target = existing_user(&state, UserId(user_id.into_inner())).await?;
+    update_for(state, caller, target, body.into_inner()).await
+}
+
+/// `DELETE /users/{user_id}/broker-credentials/{broker}` (operators).
+#[utoipa::path(delete, path = "/users/{user_id}/broker-credentials/{broker}", tag = "operators", security(("bearer" = [])), params(("user_id" = i64, Path), ("broker" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Missing capability", body = ErrorBody), (status = 503, description = "Key not configured or dependency unavailable", body = ErrorBody)))]
+pub async fn delete_other(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(i64, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (user_id, broker) = path.into_inner();
+    let target = existing_user(&state, UserId(user_id)).await?;
+    delete_for(state, caller, target, &broker).await
+}
+
+/// Body of `POST /users/me/api-credentials/test`: values given override the stored ones.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct TestBody {
+    broker: String,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    api_key: Option<SecretString>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    api_secret: Option<SecretString>,
+}
+
+/// Answer of a connection test.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TestAnswer {
+    broker: String,
+    status: &'static str,
+    tested_at: chrono::DateTime<chrono::Utc>,
+    message: &'static str,
+}
+
+fn given(value: Option<SecretString>) -> Result<Option<PlainSecret>, ValidationError> {
+    match value {
+        Some(v) if v.expose_secret().trim().is_empty() => Ok(None),
+        Some(v) if v.expose_secret().chars().count() > SECRET_MAX_CHARS => {
+            Err(ValidationError::TooLong {
+                field: "api_secret",
+                max: SECRET_MAX_CHARS,
+            })
+        }
+        other => Ok(other.map(PlainSecret::from)),
+    }
+}
+
+/// `POST /users/me/api-credentials/test` (SPEC §4.4).
+#[utoipa::path(post, path = "/users/me/api-credentials/test", tag = "credentials", security(("bearer" = [])), request_body = TestBody,
+    responses((status = 200, body = TestAnswer), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Missing capability", body = ErrorBody), (status = 503, description = "Key not configured or dependency unavailable", body = ErrorBody)))]
+pub async fn test_own(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<TestBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let request = CredentialTest {
+        broker: BrokerId::parse(&body.broker)?,
+        api_key: given(body.api_key)?,
+        api_secret: given(body.api_secret)?,
+    };
+    let ring = state.ring()?;
+    let target = caller.user_id;
+    let result = web::block(move || {
+        state.credentials.test(
+            ring.as_ref(),
+            state.probe.as_ref(),
+            &context(&caller),
+            target,
+            request,
+        )
+    })
+    .await??;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(TestAnswer {
+            status: result.outcome.status().as_str(),
+            message: crate::probe::message(&result.broker, result.outcome),
+            broker: result.broker.to_string(),
+            tested_at: result.tested_at,
+        }))
+}
+
+/// 404 `User not found` unless the user exists and is not deleted.
+pub async fn existing_user(state: &web::Data<AppState>, id: UserId) -> Result<UserId, ApiError> {
+    let state = state.clone();
+    match web::block(move || state.users.get(id)).await? {
+        Ok(_) => Ok(id),
+        Err(user_service_domain::RepositoryError::NotFound) => {
+            Err(ApiError::not_found("User not found"))
+        }
+        Err(other) => Err(other.into()),
+    }
+}

@@ -1,0 +1,125 @@
+//! The OpenAPI document, generated from the handlers' annotations (`/openapi.json`), and the
+//! Swagger UI (`/docs`, assets vendored in the binary).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ErrorBody, FieldError};
+use crate::http::{credentials, service, users};
+
+/// Routes that serve the same operation as another path (the original service's aliases).
+const ALIASES: &[(&str, &str, &[&str])] = &[
+    (
+        "/users/me/api-credentials",
+        "/users/me/broker-credentials",
+        &["get", "put", "post"],
+    ),
+    (
+        "/users/me/api-credentials/{broker}",
+        "/users/me/broker-credentials/{broker}",
+        &["delete"],
+    ),
+];
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "user-service",
+        description = "User profiles and broker API credentials encrypted at rest with Fernet. \
+                       Errors are `{detail, code, request_id}`; every response carries `X-Request-ID`.",
+    ),
+    paths(
+        credentials::list_own,
+        credentials::update_own,
+        credentials::delete_own,
+        credentials::test_own,
+        credentials::list_other,
+        credentials::update_other,
+        credentials::delete_other,
+        users::register,
+        users::create,
+        users::list,
+        users::get_me,
+        users::update_me,
+        users::delete_me,
+        users::get_user,
+        users::patch_user,
+        users::delete_user,
+        users::activate,
+        users::put_preferences,
+        users::get_onboarding,
+        users::complete_step,
+        users::reset_onboarding,
+        service::health,
+        service::ready,
+        service::metrics,
+    ),
+    components(schemas(ErrorBody, FieldError)),
+    modifiers(&Security, &Aliases),
+    tags(
+        (name = "credentials", description = "The caller's broker credentials (can.use_users)"),
+        (name = "operators", description = "Other accounts' credentials (can.use_users + can.manage_users)"),
+        (name = "users", description = "Profiles"),
+        (name = "onboarding", description = "Onboarding progress"),
+        (name = "service", description = "Liveness, readiness, metrics"),
+    )
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+struct Aliases;
+
+impl Modify for Aliases {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (alias, source, methods) in ALIASES {
+            let Some(item) = openapi.paths.paths.get(*source).cloned() else {
+                continue;
+            };
+            let mut alias_item = item.clone();
+            // POST on the alias is the original's way to PUT.
+            if methods.contains(&"post") {
+                alias_item.post = item.put.clone();
+            }
+            for operation in [
+                &mut alias_item.get,
+                &mut alias_item.put,
+                &mut alias_item.post,
+                &mut alias_item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation.operation_id = operation
+                    .operation_id
+                    .as_ref()
+                    .map(|id| format!("{id}_alias"));
+            }
+            openapi.paths.paths.insert((*alias).to_owned(), alias_item);
+        }
+    }
+}
+
+/// The document as served, pretty-printed (also the committed snapshot `docs/openapi.json`).
+pub fn document() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".to_owned())
+}

@@ -1,0 +1,391 @@
+//! Embedded sign-in (SPEC §5): `POST /auth/register`, `POST /auth/login`, `POST /auth/refresh`
+//! and `GET /auth/me`, for standalone use and the `/account` page.
+//!
+//! The routes exist only with `AUTH_MODE=embedded` (the default); with `external` they answer
+//! `404` as any unknown path. Register and login are rate-limited per account and per client
+//! address ([`SignInLimits`]). A wrong password and an unknown e-mail get the same answer after
+//! the same argon2 work, so that neither the body nor the timing tells whether an account exists.
+//! Passwords and tokens only live in [`SecretString`]s: they never reach a log line or an error.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix_web::guard::{self, GuardContext};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use user_service_domain::{Action, Email, NewUser, RepositoryError, User, UserId};
+
+use crate::auth::TokenKind;
+use crate::error::{ApiError, FieldError};
+use crate::http::middleware::{Authorize, Caller};
+use crate::password;
+use crate::settings::AuthMode;
+use crate::state::AppState;
+
+/// Sign-in attempts (register or login) allowed per e-mail address and minute.
+pub const ATTEMPTS_PER_ACCOUNT_PER_MINUTE: u32 = 5;
+/// Sign-in attempts (register or login) allowed per client address and minute.
+pub const ATTEMPTS_PER_ADDRESS_PER_MINUTE: u32 = 20;
+/// Detail of the `401` answered for a wrong password and an unknown e-mail alike.
+pub const INVALID_CREDENTIALS: &str = "Invalid email or password";
+/// Detail of the `409` answered when the e-mail is taken (as `POST /users/register`).
+pub const EMAIL_TAKEN: &str = "Email already registered";
+
+/// Registers the `/auth/*` routes, active only while `AUTH_MODE=embedded`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use super::open;
+    cfg.service(
+        web::scope("/auth")
+            .guard(guard::fn_guard(embedded))
+            .service(open("/register", "POST").route(web::post().to(register)))
+            .service(open("/login", "POST").route(web::post().to(login)))
+            .service(open("/refresh", "POST").route(web::post().to(refresh)))
+            .service(
+                open("/me", "GET")
+                    .route(web::get().to(me))
+                    .wrap(Authorize(Action::RegisterSelf)),
+            ),
+    );
+}
+
+/// Routes under `/auth` match only when this service signs users in.
+fn embedded(ctx: &GuardContext<'_>) -> bool {
+    ctx.app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.settings.auth_mode == AuthMode::Embedded)
+}
+
+/// Body of `POST /auth/register` and `POST /auth/login`. `Debug` shows the password as
+/// `[REDACTED]`.
+#[derive(Debug, Deserialize)]
+pub struct SignInBody {
+    email: String,
+    password: SecretString,
+}
+
+/// Body of `POST /auth/refresh`.
+#[derive(Debug, Deserialize)]
+pub struct RefreshBody {
+    refresh_token: SecretString,
+}
+
+/// `{access_token, refresh_token, token_type: "bearer"}`; only built to be serialised at once.
+#[derive(Serialize)]
+struct TokenPair<'a> {
+    access_token: &'a str,
+    refresh_token: &'a str,
+    token_type: &'static str,
+}
+
+/// A fresh access + refresh pair for `user`, never cached by the client or a proxy.
+fn token_pair(state: &AppState, user: UserId, status: StatusCode) -> HttpResponse {
+    let codec = state.tokens();
+    let access = codec.issue(user, TokenKind::Access);
+    let refresh = codec.issue(user, TokenKind::Refresh);
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(TokenPair {
+            access_token: access.expose_secret(),
+            refresh_token: refresh.expose_secret(),
+            token_type: "bearer",
+        })
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        INVALID_CREDENTIALS,
+    )
+}
+
+/// `POST /auth/register {email, password}`: creates an active user with an argon2id hash and
+/// signs it in (`201` with a token pair). `422` names the password rule; `409` when the e-mail
+/// is taken.
+pub async fn register(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<SignInBody>,
+) -> Result<HttpResponse, ApiError> {
+    let SignInBody { email, password } = body.into_inner();
+    let email = Email::parse(&email)?;
+    let broken = password::broken_rules(&password);
+    if !broken.is_empty() {
+        let message = password::policy_message(&broken);
+        return Err(ApiError::validation(
+            message.clone(),
+            vec![FieldError {
+                field: "password".into(),
+                message,
+            }],
+        ));
+    }
+    limits().check(email.as_str(), client_address(&req))?;
+    let users = Arc::clone(&state.users);
+    // Hash first, then insert: a taken e-mail costs the same time as a new one.
+    let user = web::block(move || -> Result<User, ApiError> {
+        let hash = password::hash(&password).map_err(|e| ApiError::internal(&e.to_string()))?;
+        let mut new_user = NewUser::with_email(email);
+        new_user.is_active = true;
+        users
+            .create(&new_user, Some(hash))
+            .map_err(|error| match error {
+                RepositoryError::Conflict(_) => {
+                    ApiError::new(StatusCode::CONFLICT, "email_taken", EMAIL_TAKEN)
+                }
+                other => other.into(),
+            })
+    })
+    .await??;
+    log::info!(target: "signin", "user {} registered", user.id);
+    Ok(token_pair(&state, user.id, StatusCode::CREATED))
+}
+
+/// `POST /auth/login {email, password}` → `200` with a token pair, or `401 Invalid email or
+/// password` for a wrong password, an unknown e-mail and an account without a password alike.
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<SignInBody>,
+) -> Result<HttpResponse, ApiError> {
+    let SignInBody { email, password } = body.into_inner();
+    let email = Email::parse(&email)?;
+    limits().check(email.as_str(), client_address(&req))?;
+    let users = Arc::clone(&state.users);
+    let signed_in = web::block(move || -> Result<Option<UserId>, RepositoryError> {
+        let Some(user) = users.find_by_email(&email)? else {
+            password::verify_nothing(&password);
+            return Ok(None);
+        };
+        let matches = match users.password_hash(user.id)? {
+            Some(stored) => password::verify(&password, &stored),
+            None => password::verify_nothing(&password),
+        };
+        Ok(matches.then_some(user.id))
+    })
+    .await??;
+    match signed_in {
+        Some(id) => {
+            log::info!(target: "signin", "user {id} signed in");
+            Ok(token_pair(&state, id, StatusCode::OK))
+        }
+        None => {
+            log::info!(target: "signin", "sign-in refused: invalid email or password");
+            Err(invalid_credentials())
+        }
+    }
+}
+
+/// `POST /auth/refresh {refresh_token}` → a new pair. Access tokens, expired or forged tokens
+/// and tokens of deleted users get `401 Invalid token`.
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshBody>,
+) -> Result<HttpResponse, ApiError> {
+    let verified = state
+        .tokens()
+        .verify(body.refresh_token.expose_secret())
+        .map_err(|_| ApiError::unauthorized("Invalid token"))?;
+    if verified.kind != TokenKind::Refresh {
+        return Err(ApiError::unauthorized("Invalid token"));
+    }
+    let users = Arc::clone(&state.users);
+    let id = verified.user_id;
+    match web::block(move || users.get(id)).await? {
+        Ok(user) => Ok(token_pair(&state, user.id, StatusCode::OK)),
+        Err(RepositoryError::NotFound) => Err(ApiError::unauthorized("Invalid token")),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// `GET /auth/me` (bearer access token) → the caller's profile.
+pub async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let users = Arc::clone(&state.users);
+    let id = caller.user_id;
+    match web::block(move || users.get(id)).await? {
+        Ok(user) => Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(user)),
+        Err(RepositoryError::NotFound) => Err(ApiError::not_found("User not found")),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// The address a sign-in attempt is counted against: the TCP peer (a forwarded-for header is
+/// not trusted: anyone could rotate it), with IPv6 addresses grouped by /64, the block one
+/// subscriber usually holds.
+pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
+    req.peer_addr().map(|peer| match peer.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+        v4 => v4,
+    })
+}
+
+/// Sign-in rate limits: one GCRA bucket per e-mail address and one per client address.
+pub struct SignInLimits {
+    accounts: DefaultKeyedRateLimiter<String>,
+    addresses: DefaultKeyedRateLimiter<IpAddr>,
+    checks: AtomicU32,
+}
+
+impl std::fmt::Debug for SignInLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInLimits")
+            .field("accounts", &self.accounts.len())
+            .field("addresses", &self.addresses.len())
+            .finish()
+    }
+}
+
+/// Forget idle buckets every this many checks, so that the maps stay small.
+const TIDY_EVERY: u32 = 256;
+
+const fn per_minute(attempts: u32) -> Quota {
+    match NonZeroU32::new(attempts) {
+        Some(n) => Quota::per_minute(n),
+        None => Quota::per_minute(NonZeroU32::MIN),
+    }
+}
+
+impl SignInLimits {
+    /// Limits allowing `per_account` attempts per minute per e-mail and `per_address` per
+    /// client address (bursts of that size, then one attempt per `60 / n` seconds).
+    pub fn new(per_account: u32, per_address: u32) -> Self {
+        Self {
+            accounts: DefaultKeyedRateLimiter::keyed(per_minute(per_account)),
+            addresses: DefaultKeyedRateLimiter::keyed(per_minute(per_address)),
+            checks: AtomicU32::new(0),
+        }
+    }
+
+    /// Counts one attempt for `account` from `address`; `429` with `Retry-After` when either
+    /// is over its limit.
+    pub fn check(&self, account: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
+        self.tidy();
+        if let Some(address) = address {
+            if let Err(not_until) = self.addresses.check_key(&address) {
+                let wait = not_until.wait_time_from(self.addresses.clock().now());
+                log::warn!(target: "signin", "sign-in rate limit reached for address {address}");
+                return Err(ApiError::too_many_requests(retry_after_secs(wait)));
+            }
+        }
+        if let Err(not_until) = self.accounts.check_key(&account.to_owned()) {
+            let wait = not_until.wait_time_from(self.accounts.clock().now());
+            log::warn!(target: "signin", "sign-in rate limit reached for one account");
+            return Err(ApiError::too_many_requests(retry_after_secs(wait)));
+        }
+        Ok(())
+    }
+
+    fn tidy(&self) {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % TIDY_EVERY == TIDY_EVERY - 1 {
+            self.accounts.retain_recent();
+            self.accounts.shrink_to_fit();
+            self.addresses.retain_recent();
+            self.addresses.shrink_to_fit();
+        }
+    }
+}
+
+/// Whole seconds to wait, rounded up, at least one.
+fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+/// The limits of this process. Shared by every worker: the route table is built once per
+/// worker thread, so a limiter created there would count per thread.
+fn limits() -> &'static SignInLimits {
+    static LIMITS: OnceLock<SignInLimits> = OnceLock::new();
+    LIMITS.get_or_init(|| {
+        SignInLimits::new(
+            ATTEMPTS_PER_ACCOUNT_PER_MINUTE,
+            ATTEMPTS_PER_ADDRESS_PER_MINUTE,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use actix_web::ResponseError;
+
+    use super::*;
+
+    const HOME: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+
+    #[test]
+    fn the_sixth_attempt_on_one_account_is_refused_with_retry_after() {
+        let limits = SignInLimits::new(5, 100);
+        for _ in 0..5 {
+            limits.check("a@example.com", HOME).unwrap();
+        }
+        let refused = limits.check("a@example.com", HOME).unwrap_err();
+        assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
+        let response = refused.error_response();
+        let retry: u64 = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (1..=12).contains(&retry),
+            "one attempt comes back every 12 s, got {retry}"
+        );
+        // Another account from the same address is not affected.
+        limits.check("b@example.com", HOME).unwrap();
+    }
+
+    #[test]
+    fn one_address_is_limited_across_accounts() {
+        let limits = SignInLimits::new(5, 20);
+        for n in 0..20 {
+            limits.check(&format!("user{n}@example.com"), HOME).unwrap();
+        }
+        let refused = limits.check("fresh@example.com", HOME).unwrap_err();
+        assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
+        let elsewhere = Some("192.0.2.7".parse().unwrap());
+        limits.check("fresh@example.com", elsewhere).unwrap();
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(0)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(11_001)), 12);
+        assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
+    }
+
+    #[test]
+    fn sign_in_bodies_do_not_show_passwords_or_tokens_in_debug() {
+        let body: SignInBody =
+            serde_json::from_str(r#"{"email":"a@example.com","password":"Hunter2-Hunter2"}"#)
+                .unwrap();
+        let shown = format!("{body:?}");
+        assert!(!shown.contains("Hunter2"), "{shown}");
+        let body: RefreshBody =
+            serde_json::from_str(r#"{"refresh_token":"eyJhbGciOi.secret.part"}"#).unwrap();
+        let shown = format!("{body:?}");
+        assert!(!shown.contains("secret.part"), "{shown}");
+        let limits = SignInLimits::new(5, 20);
+        limits.check("someone@example.com", HOME).unwrap();
+        let shown = format!("{limits:?}");
+        assert!(!shown.contains("someone"), "{shown}");
+    }
+}

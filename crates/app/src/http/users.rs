@@ -1,0 +1,357 @@
+//! Users, preferences and onboarding routes (SPEC §4.5), kept from the original service.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Deserializer, Serialize};
+use user_service_domain::user::profile_field;
+use user_service_domain::{
+    Capability, Email, NewUser, OnboardingProgress, Page, RepositoryError, User, UserId, UserPatch,
+    ValidationError,
+};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::http::middleware::Caller;
+use crate::state::AppState;
+
+/// Runs a repository call on the blocking pool, answering `404 User not found` for a missing or
+/// deleted user.
+async fn run<T, F>(state: &web::Data<AppState>, call: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&AppState) -> Result<T, RepositoryError> + Send + 'static,
+{
+    let state = state.clone();
+    match web::block(move || call(&state)).await? {
+        Ok(value) => Ok(value),
+        Err(RepositoryError::NotFound) => Err(ApiError::not_found("User not found")),
+        Err(RepositoryError::Conflict(_)) => Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "email_taken",
+            "Email already registered",
+        )),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Profile fields of a create or update request.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ProfileBody {
+    email: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    first_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    last_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    phone: Option<Option<String>>,
+    marketing_opt_in: Option<bool>,
+    is_active: Option<bool>,
+}
+
+fn nullable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+impl ProfileBody {
+    fn new_user(self, id: Option<UserId>, active: bool) -> Result<NewUser, ApiError> {
+        let email = self.email.ok_or_else(|| {
+            ApiError::from(ValidationError::Invalid {
+                field: "email",
+                reason: "is required",
+            })
+        })?;
+        let mut user = NewUser::with_email(Email::parse(&email)?);
+        user.id = id;
+        user.first_name = profile_field("first_name", self.first_name.flatten())?;
+        user.last_name = profile_field("last_name", self.last_name.flatten())?;
+        user.phone = profile_field("phone", self.phone.flatten())?;
+        user.marketing_opt_in = self.marketing_opt_in.unwrap_or(false);
+        user.is_active = self.is_active.unwrap_or(active);
+        Ok(user)
+    }
+
+    fn patch(self, may_activate: bool) -> Result<UserPatch, ApiError> {
+        let text = |field, value: Option<Option<String>>| -> Result<_, ValidationError> {
+            value.map(|v| profile_field(field, v)).transpose()
+        };
+        Ok(UserPatch {
+            email: self.email.as_deref().map(Email::parse).transpose()?,
+            first_name: text("first_name", self.first_name)?,
+            last_name: text("last_name", self.last_name)?,
+            phone: text("phone", self.phone)?,
+            marketing_opt_in: self.marketing_opt_in,
+            is_active: if may_activate { self.is_active } else { None },
+        })
+    }
+}
+
+/// `POST /users/register`: creates the caller's own profile (id = the token's subject).
+#[utoipa::path(post, path = "/users/register", tag = "users", security(("bearer" = [])), request_body = ProfileBody,
+    responses((status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn register(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<ProfileBody>,
+) -> Result<HttpResponse, ApiError> {
+    let new_user = body.into_inner().new_user(Some(caller.user_id), false)?;
+    let user = run(&state, move |s| s.users.create(&new_user, None)).await?;
+    Ok(HttpResponse::Created().json(user))
+}
+
+/// `POST /users` (operators).
+#[utoipa::path(post, path = "/users", tag = "users", security(("bearer" = [])), request_body = ProfileBody,
+    responses((status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    body: web::Json<ProfileBody>,
+) -> Result<HttpResponse, ApiError> {
+    let new_user = body.into_inner().new_user(None, true)?;
+    let user = run(&state, move |s| s.users.create(&new_user, None)).await?;
+    Ok(HttpResponse::Created().json(user))
+}
+
+/// Query of `GET /users`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    limit: Option<u32>,
+    offset: Option<u64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Pagination {
+    total: u64,
+    count: usize,
+    limit: u32,
+    offset: u64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct UserPage {
+    items: Vec<User>,
+    pagination: Pagination,
+}
+
+/// `GET /users?limit&offset` (operators).
+#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = UserPage), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::new(query.limit, query.offset)?;
+    let (items, total) = run(&state, move |s| s.users.list(page)).await?;
+    Ok(HttpResponse::Ok().json(UserPage {
+        pagination: Pagination {
+            total,
+            count: items.len(),
+            limit: page.limit,
+            offset: page.offset,
+        },
+        items,
+    }))
+}
+
+/// `GET /users/me`.
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn get_me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let id = caller.user_id;
+    Ok(HttpResponse::Ok().json(run(&state, move |s| s.users.get(id)).await?))
+}
+
+/// `PUT /users/me`.
+#[utoipa::path(put, path = "/users/me", tag = "users", security(("bearer" = [])), request_body = ProfileBody,
+    responses((status = 200, body = User), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn update_me(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<ProfileBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = caller.user_id;
+    let patch = body.into_inner().patch(false)?;
+    Ok(HttpResponse::Ok().json(run(&state, move |s| s.users.update(id, &patch)).await?))
+}
+
+/// `DELETE /users/me` (soft delete).
+#[utoipa::path(delete, path = "/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn delete_me(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let id = caller.user_id;
+    run(&state, move |s| s.users.soft_delete(id)).await?;
+    state.entitlements.invalidate(id);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /users/{user_id}` (operators).
+#[utoipa::path(get, path = "/users/{user_id}", tag = "users", security(("bearer" = [])), params(("user_id" = i64, Path)),
+    responses((status = 200, body = User), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn get_user(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = UserId(id.into_inner());
+    Ok(HttpResponse::Ok().json(run(&state, move |s| s.users.get(id)).await?))
+}
+
+/// `PATCH /users/{user_id}` (operators).
+#[utoipa::path(patch, path = "/users/{user_id}", tag = "users", security(("bearer" = [])), params(("user_id" = i64, Path)), request_body = ProfileBody,
+    responses((status = 200, body = User), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn patch_user(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    id: web::Path<i64>,
+    body: web::Json<ProfileBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = UserId(id.into_inner());
+    let patch = body.into_inner().patch(true)?;
+    Ok(HttpResponse::Ok().json(run(&state, move |s| s.users.update(id, &patch)).await?))
+}
+
+/// `DELETE /users/{user_id}` (operators; soft delete).
+#[utoipa::path(delete, path = "/users/{user_id}", tag = "users", security(("bearer" = [])), params(("user_id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn delete_user(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = UserId(id.into_inner());
+    run(&state, move |s| s.users.soft_delete(id)).await?;
+    state.entitlements.invalidate(id);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /users/{user_id}/activate`: the user itself, or an operator.
+#[utoipa::path(post, path = "/users/{user_id}/activate", tag = "users", security(("bearer" = [])), params(("user_id" = i64, Path)),
+    responses((status = 200, body = User), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn activate(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = UserId(id.into_inner());
+    if id != caller.user_id {
+        let caps_state = state.clone();
+        let actor = caller.user_id;
+        let held = web::block(move || {
+            use user_service_domain::ports::EntitlementsProvider;
+            caps_state.entitlements.capabilities(actor)
+        })
+        .await?
+        .map_err(|e| ApiError::unavailable(&e.to_string()))?;
+        if !held.holds(&Capability::manage_users()) {
+            return Err(ApiError::forbidden(
+                "operation_not_permitted",
+                "Operation not permitted",
+            ));
+        }
+    }
+    let patch = UserPatch {
+        is_active: Some(true),
+        ..UserPatch::default()
+    };
+    Ok(HttpResponse::Ok().json(run(&state, move |s| s.users.update(id, &patch)).await?))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Preferences {
+    #[schema(value_type = Object)]
+    preferences: serde_json::Value,
+}
+
+/// Body of `PUT /users/me/preferences`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PreferencesBody {
+    #[schema(value_type = Object)]
+    preferences: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `PUT /users/me/preferences`.
+#[utoipa::path(put, path = "/users/me/preferences", tag = "users", security(("bearer" = [])), request_body = PreferencesBody,
+    responses((status = 200, body = Preferences), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn put_preferences(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<PreferencesBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = caller.user_id;
+    let value = serde_json::Value::Object(body.into_inner().preferences);
+    let preferences = run(&state, move |s| {
+        s.users.get(id)?;
+        s.preferences.put(id, &value)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(Preferences { preferences }))
+}
+
+/// `GET /users/me/onboarding`.
+#[utoipa::path(get, path = "/users/me/onboarding", tag = "onboarding", security(("bearer" = [])),
+    responses((status = 200, body = OnboardingProgress), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn get_onboarding(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let id = caller.user_id;
+    let progress = run(&state, move |s| {
+        s.users.get(id)?;
+        Ok(s.onboarding
+            .get(id)?
+            .unwrap_or_else(OnboardingProgress::start))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(progress))
+}
+
+/// `POST /users/me/onboarding/steps/{step}`.
+#[utoipa::path(post, path = "/users/me/onboarding/steps/{step}", tag = "onboarding", security(("bearer" = [])), params(("step" = String, Path, description = "account-profile, api-keys or execution-mode")),
+    responses((status = 200, body = OnboardingProgress), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn complete_step(
+    state: web::Data<AppState>,
+    caller: Caller,
+    step: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = caller.user_id;
+    let mut probe = OnboardingProgress::start();
+    probe.complete(&step)?;
+    let step = step.into_inner();
+    let progress = run(&state, move |s| {
+        s.users.get(id)?;
+        let mut progress = s
+            .onboarding
+            .get(id)?
+            .unwrap_or_else(OnboardingProgress::start);
+        // The step was validated above; completing it again cannot fail.
+        let _ = progress.complete(&step);
+        progress.updated_at = Some(chrono::Utc::now());
+        s.onboarding.save(id, &progress)?;
+        Ok(progress)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(progress))
+}
+
+/// `POST /users/me/onboarding/reset`.
+#[utoipa::path(post, path = "/users/me/onboarding/reset", tag = "onboarding", security(("bearer" = [])),
+    responses((status = 200, body = OnboardingProgress), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn reset_onboarding(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let id = caller.user_id;
+    let progress = run(&state, move |s| {
+        s.users.get(id)?;
+        let now = chrono::Utc::now();
+        let mut progress = OnboardingProgress::start();
+        progress.restarted_at = Some(now);
+        progress.updated_at = Some(now);
+        s.onboarding.save(id, &progress)?;
+        Ok(progress)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(progress))
+}

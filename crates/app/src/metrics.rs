@@ -1,0 +1,130 @@
+//! Prometheus text metrics: request counts and latency histograms by route pattern.
+//!
+//! Hand-written rather than a metrics crate: a handful of counters behind one mutex is all the
+//! service needs, and it keeps the dependency graph small.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Default)]
+struct Series {
+    count: u64,
+    sum: f64,
+    buckets: [u64; BUCKETS.len()],
+}
+
+/// Request metrics of the process.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), Series>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// Records one request.
+    pub fn observe(&self, method: &str, route: &str, status: u16, latency: Duration) {
+        let seconds = latency.as_secs_f64();
+        let mut requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let series = requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default();
+        series.count += 1;
+        series.sum += seconds;
+        for (bucket, bound) in series.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+    }
+
+    /// The metrics in Prometheus text format, followed by `extra` lines.
+    pub fn render(&self, extra: &str) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP http_requests_total HTTP requests by method, route pattern and status.\n",
+        );
+        out.push_str("# TYPE http_requests_total counter\n");
+        let requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((method, route, status), series) in requests.iter() {
+            let _ = writeln!(
+                out,
+                "http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {}",
+                series.count
+            );
+        }
+        out.push_str("# HELP http_request_duration_seconds HTTP request latency by method and route pattern.\n");
+        out.push_str("# TYPE http_request_duration_seconds histogram\n");
+        let mut by_route: BTreeMap<(&str, &str), Series> = BTreeMap::new();
+        for ((method, route, _), series) in requests.iter() {
+            let merged = by_route.entry((method, route)).or_default();
+            merged.count += series.count;
+            merged.sum += series.sum;
+            for (m, s) in merged.buckets.iter_mut().zip(series.buckets) {
+                *m += s;
+            }
+        }
+        for ((method, route), series) in by_route {
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
+            for (bound, count) in BUCKETS.iter().zip(series.buckets) {
+                let _ = writeln!(
+                    out,
+                    "http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                series.count
+            );
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_sum{{{labels}}} {}",
+                series.sum
+            );
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_count{{{labels}}} {}",
+                series.count
+            );
+        }
+        out.push_str(extra);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_route_pattern() {
+        let metrics = Metrics::default();
+        metrics.observe("GET", "/users/{user_id}", 200, Duration::from_millis(3));
+        metrics.observe("GET", "/users/{user_id}", 200, Duration::from_millis(30));
+        let text = metrics.render("");
+        assert!(text.contains(
+            "http_requests_total{method=\"GET\",route=\"/users/{user_id}\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "http_request_duration_seconds_bucket{method=\"GET\",route=\"/users/{user_id}\",le=\"0.005\"} 1"
+        ));
+    }
+}

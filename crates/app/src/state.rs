@@ -1,0 +1,133 @@
+//! What every handler shares: repositories, services, keys, token codec, metrics.
+
+use std::sync::{Arc, RwLock};
+
+use user_service_crypto::KeyRing;
+use user_service_domain::ports::{
+    AuditRepository, BrokerProbe, CapabilityRepository, CredentialRepository, OnboardingRepository,
+    PreferenceRepository, UserRepository,
+};
+use user_service_domain::CredentialService;
+
+use crate::auth::TokenCodec;
+use crate::entitlements::CachedEntitlements;
+use crate::error::ApiError;
+use crate::keys::KeyHolder;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+
+/// The application state, built once by [`crate::startup`].
+pub struct AppState {
+    /// Effective configuration.
+    pub settings: Settings,
+    /// The database (for readiness).
+    pub database: user_service_persistence::Database,
+    /// Credential use cases.
+    pub credentials: CredentialService,
+    /// Credential rows (readiness counts per key id).
+    pub credential_store: Arc<dyn CredentialRepository>,
+    /// User profiles.
+    pub users: Arc<dyn UserRepository>,
+    /// Preferences.
+    pub preferences: Arc<dyn PreferenceRepository>,
+    /// Onboarding progress.
+    pub onboarding: Arc<dyn OnboardingRepository>,
+    /// Capability grants.
+    pub capabilities: Arc<dyn CapabilityRepository>,
+    /// Audit events.
+    pub audit: Arc<dyn AuditRepository>,
+    /// Entitlements, cached.
+    pub entitlements: Arc<CachedEntitlements>,
+    /// The key ring (or why there is none).
+    pub keys: Arc<KeyHolder>,
+    /// Broker connection tests.
+    pub probe: Arc<dyn BrokerProbe>,
+    /// Request metrics.
+    pub metrics: Metrics,
+    tokens: RwLock<Arc<TokenCodec>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The parts [`AppState::new`] needs.
+#[allow(missing_debug_implementations)]
+pub struct Parts {
+    /// Effective configuration.
+    pub settings: Settings,
+    /// The database.
+    pub database: user_service_persistence::Database,
+    /// Credential rows.
+    pub credential_store: Arc<dyn CredentialRepository>,
+    /// User profiles.
+    pub users: Arc<dyn UserRepository>,
+    /// Preferences.
+    pub preferences: Arc<dyn PreferenceRepository>,
+    /// Onboarding progress.
+    pub onboarding: Arc<dyn OnboardingRepository>,
+    /// Capability grants.
+    pub capabilities: Arc<dyn CapabilityRepository>,
+    /// Audit events.
+    pub audit: Arc<dyn AuditRepository>,
+    /// Entitlements, cached.
+    pub entitlements: Arc<CachedEntitlements>,
+    /// The key ring.
+    pub keys: Arc<KeyHolder>,
+    /// The token codec.
+    pub tokens: TokenCodec,
+    /// Broker connection tests.
+    pub probe: Arc<dyn BrokerProbe>,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(parts: Parts) -> Self {
+        let credentials = CredentialService::new(
+            Arc::clone(&parts.credential_store),
+            Arc::clone(&parts.audit),
+            Arc::new(user_service_domain::ports::SystemClock),
+        );
+        Self {
+            settings: parts.settings,
+            database: parts.database,
+            credentials,
+            credential_store: parts.credential_store,
+            users: parts.users,
+            preferences: parts.preferences,
+            onboarding: parts.onboarding,
+            capabilities: parts.capabilities,
+            audit: parts.audit,
+            entitlements: parts.entitlements,
+            keys: parts.keys,
+            probe: parts.probe,
+            metrics: Metrics::default(),
+            tokens: RwLock::new(Arc::new(parts.tokens)),
+        }
+    }
+
+    /// The current token codec.
+    pub fn tokens(&self) -> Arc<TokenCodec> {
+        Arc::clone(
+            &self
+                .tokens
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Replaces the token codec (secret reload).
+    pub fn replace_tokens(&self, codec: TokenCodec) {
+        *self
+            .tokens
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(codec);
+    }
+
+    /// The key ring, or the 503 of SPEC §4.3.
+    pub fn ring(&self) -> Result<Arc<KeyRing>, ApiError> {
+        self.keys.ring().ok_or_else(ApiError::key_not_configured)
+    }
+}

@@ -1,0 +1,62 @@
+//! The operating document's post-deployment checks (SPEC §1), against the real process.
+
+use serde_json::json;
+
+use crate::on_both_backends;
+use crate::support::{TestDatabase, TestServer, TEST_KEY};
+
+on_both_backends! {
+    fn new_user_has_no_credentials(backend: Backend) {
+        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let (_, token) = server.user("new@example.com", false);
+        let answer = server.call("GET", "/users/me/broker-credentials", Some(&token), None);
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, json!({"credentials": []}));
+    }
+
+    fn missing_key_is_logged_and_answers_503_when_not_required(backend: Backend) {
+        let Some(server) = TestServer::start(backend, &[
+            ("BROKER_CREDENTIALS_ENCRYPTION_KEY", None),
+            ("BROKER_CREDENTIALS_KEY_REQUIRED", Some("0")),
+        ]) else { return };
+        server.output_with("broker credentials encryption key misconfigured: BROKER_CREDENTIALS_ENCRYPTION_KEY is not set");
+        let (_, token) = server.user("nokey@example.com", false);
+        let answer = server.call("GET", "/users/me/broker-credentials", Some(&token), None);
+        assert_eq!((answer.status, answer.detail()), (503, "Broker credentials encryption key is not configured"));
+        let put = server.call("PUT", "/users/me/broker-credentials", Some(&token), Some(json!({"credentials": [{"broker": "binance", "api_key": "k"}]})));
+        assert_eq!(put.status, 503);
+        // DELETE does not need the key.
+        assert_eq!(server.call("DELETE", "/users/me/broker-credentials/binance", Some(&token), None).status, 404);
+        let ready = server.call("GET", "/ready", None, None);
+        assert_eq!(ready.status, 503);
+        assert!(ready.body["encryption_key"].as_str().unwrap().contains("not set"));
+    }
+
+    fn invalid_key_stops_the_process_before_binding_when_required(backend: Backend) {
+        let Some(db) = TestDatabase::create(backend) else { return };
+        let output = TestServer::start_on(db, &[("BROKER_CREDENTIALS_ENCRYPTION_KEY", Some("not-a-fernet-key"))])
+            .err()
+            .expect("the server refuses to start");
+        assert!(output.contains("broker credentials encryption key misconfigured"), "{output}");
+        assert!(!output.contains("not-a-fernet-key"), "the value is never printed");
+        assert!(!output.contains("listening on"));
+    }
+
+    fn key_from_a_mounted_file_is_read_once(backend: Backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, format!("{TEST_KEY}\n")).unwrap();
+        let Some(server) = TestServer::start(backend, &[
+            ("BROKER_CREDENTIALS_ENCRYPTION_KEY", None),
+            ("BROKER_CREDENTIALS_ENCRYPTION_KEY_FILE", Some(file.to_str().unwrap())),
+        ]) else { return };
+        let (_, token) = server.user("file@example.com", false);
+        // The file disappears: the cached ring keeps serving.
+        std::fs::remove_file(&file).unwrap();
+        let put = server.call("PUT", "/users/me/broker-credentials", Some(&token), Some(json!({"credentials": [{"broker": "binance", "api_key": "abcdefgh"}]})));
+        assert_eq!(put.status, 200);
+        let ready = server.call("GET", "/ready", None, None);
+        assert_eq!(ready.status, 200, "{}", ready.text);
+        assert_eq!(ready.body["key_ids"].as_array().unwrap().len(), 1);
+    }
+}

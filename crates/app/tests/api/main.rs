@@ -1,0 +1,13 @@
+//! Black-box tests of the `user-service` binary: each test spawns the real server (port 0) on a
+//! fresh SQLite or PostgreSQL database and talks HTTP to it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod access;
+mod checks;
+mod credentials;
+mod logs;
+mod openapi;
+mod rotation;
+mod support;
+mod users;

@@ -1,0 +1,532 @@
+//! Spawns the real `user-service` binary against a fresh database and talks to it over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use serde_json::Value;
+
+/// A valid Fernet key used by the tests (never a production key).
+pub const TEST_KEY: &str = "t4excE-aoy-3pkbPitYkA1IpxEKdxR-wo9OPw9x_iRA=";
+/// A second valid key.
+pub const OTHER_KEY: &str = "0cH2q7LsiVj6xNOclUfRIMo9DtTjwuMCmMN98rt0XHE=";
+/// The JWT secret the spawned servers use.
+pub const JWT_SECRET: &str = "test-jwt-secret-that-is-long-enough-0123456789";
+
+/// Which database the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database for one test: a SQLite file in a temporary directory, or a PostgreSQL database
+/// created for the test and dropped afterwards.
+pub struct TestDatabase {
+    pub url: String,
+    pub backend: Backend,
+    pg_name: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+impl TestDatabase {
+    /// A fresh database, or `None` (with a loud message) when PostgreSQL is unreachable outside
+    /// CI. Under `CI=true` an unreachable PostgreSQL fails the test.
+    pub fn create(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        match backend {
+            Backend::Sqlite => Some(Self {
+                url: format!("sqlite://{}", dir.path().join("test.db").display()),
+                backend,
+                pg_name: None,
+                _dir: dir,
+            }),
+            Backend::Postgres => {
+                let admin = admin_url();
+                let mut conn = match PgConnection::establish(&admin) {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        if std::env::var("CI").is_ok_and(|v| v == "true") {
+                            panic!("PostgreSQL is required under CI=true but unreachable: {error}");
+                        }
+                        eprintln!("\n!!! SKIPPED (PostgreSQL unreachable at {admin}): {error}\n");
+                        return None;
+                    }
+                };
+                let name = format!("us_api_{}", uuid::Uuid::new_v4().simple());
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .expect("create test database");
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(base, _)| base);
+                Some(Self {
+                    url: format!("{base}/{name}"),
+                    backend,
+                    pg_name: Some(name),
+                    _dir: dir,
+                })
+            }
+        }
+    }
+
+    /// Another handle on the same database (the original keeps ownership and drops it).
+    pub fn alias(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            backend: self.backend,
+            pg_name: None,
+            _dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    /// Counts rows matching a SQL condition on `user_broker_credentials`.
+    pub fn count_credentials(&self, condition: &str) -> i64 {
+        use diesel::sql_types::BigInt;
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let query = format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM user_broker_credentials WHERE {condition}"
+        );
+        let rows: Vec<Count> = match self.backend {
+            Backend::Sqlite => {
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
+                diesel::sql_query(query).load(&mut conn).expect("query")
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::establish(&self.url).expect("open postgres");
+                diesel::sql_query(query).load(&mut conn).expect("query")
+            }
+        };
+        rows[0].n
+    }
+
+    /// Runs a query and returns the rows as JSON objects (column → text value).
+    pub fn credential_rows(&self) -> Vec<(i64, String, Option<String>, Option<String>)> {
+        use diesel::sql_types::{BigInt, Nullable, Text};
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            user_id: i64,
+            #[diesel(sql_type = Text)]
+            broker: String,
+            #[diesel(sql_type = Nullable<Text>)]
+            api_key_encrypted: Option<String>,
+            #[diesel(sql_type = Nullable<Text>)]
+            api_secret_encrypted: Option<String>,
+        }
+        let query = "SELECT CAST(user_id AS BIGINT) AS user_id, broker, api_key_encrypted, \
+                     api_secret_encrypted FROM user_broker_credentials ORDER BY user_id, broker";
+        let rows: Vec<Row> = match self.backend {
+            Backend::Sqlite => {
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
+                diesel::sql_query(query).load(&mut conn).expect("query")
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::establish(&self.url).expect("open postgres");
+                diesel::sql_query(query).load(&mut conn).expect("query")
+            }
+        };
+        rows.into_iter()
+            .map(|r| {
+                (
+                    r.user_id,
+                    r.broker,
+                    r.api_key_encrypted,
+                    r.api_secret_encrypted,
+                )
+            })
+            .collect()
+    }
+
+    /// Executes a statement directly on the database (to tamper with rows).
+    pub fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
+                diesel::sql_query(sql)
+                    .execute(&mut conn)
+                    .expect("statement");
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::establish(&self.url).expect("open postgres");
+                diesel::sql_query(sql)
+                    .execute(&mut conn)
+                    .expect("statement");
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            if let Ok(mut conn) = PgConnection::establish(&admin_url()) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn);
+            }
+        }
+    }
+}
+
+/// The environment every spawned process gets, before per-test overrides.
+fn base_env(db: &TestDatabase) -> Vec<(String, String)> {
+    [
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("APP_ENV", "production"),
+        ("RUN_MIGRATIONS", "1"),
+        ("RUST_LOG", "info"),
+        ("LOG_FORMAT", "text"),
+        ("BROKER_CREDENTIALS_ENCRYPTION_KEY", TEST_KEY),
+        ("JWT_SECRET", JWT_SECRET),
+        ("WORKERS", "2"),
+        ("DATABASE_POOL_SIZE", "4"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain([("DATABASE_URL".to_owned(), db.url.clone())])
+    .collect()
+}
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_user-service"))
+}
+
+/// A running server process and everything it printed.
+pub struct TestServer {
+    pub base: String,
+    pub db: TestDatabase,
+    env: Vec<(String, String)>,
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+    agent: ureq::Agent,
+}
+
+/// An answer: status, headers of interest, JSON body (or `Value::Null`).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn detail(&self) -> &str {
+        self.body["detail"].as_str().unwrap_or_default()
+    }
+}
+
+impl TestServer {
+    /// Starts a server on `backend` with the base environment plus `overrides` (a value of
+    /// `None` removes the variable). `None` when the backend is unavailable outside CI.
+    pub fn start(backend: Backend, overrides: &[(&str, Option<&str>)]) -> Option<Self> {
+        let db = TestDatabase::create(backend)?;
+        Some(Self::start_on(db, overrides).expect("server starts"))
+    }
+
+    /// Starts a server on an existing database; `Err` with the output when it exits instead.
+    pub fn start_on(db: TestDatabase, overrides: &[(&str, Option<&str>)]) -> Result<Self, String> {
+        let mut env = base_env(&db);
+        for (name, value) in overrides {
+            env.retain(|(n, _)| n != name);
+            if let Some(value) = value {
+                env.push(((*name).to_owned(), (*value).to_owned()));
+            }
+        }
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn user-service");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let output = Arc::clone(&output);
+            let port_tx = port_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let port = rest
+                            .rsplit(':')
+                            .next()
+                            .and_then(|p| p.trim().parse::<u16>().ok());
+                        let _ = port_tx.send(port);
+                    }
+                    output.lock().unwrap().push(line);
+                }
+                let _ = port_tx.send(None);
+            });
+        }
+        drop(port_tx);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        // The server prints its port once bound; both streams closing means it exited.
+        let mut closed = 0;
+        loop {
+            match port_rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(Some(port)) => {
+                    return Ok(Self {
+                        base: format!("http://127.0.0.1:{port}"),
+                        db,
+                        env,
+                        child,
+                        output,
+                        agent,
+                    })
+                }
+                Ok(None) => {
+                    closed += 1;
+                    if closed == 2 {
+                        let _ = child.wait();
+                        return Err(output.lock().unwrap().join("\n"));
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    return Err(format!(
+                        "server did not start:\n{}",
+                        output.lock().unwrap().join("\n")
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Everything the process printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+
+    /// Everything the process printed, once a line containing `needle` has arrived (the reader
+    /// threads may lag behind the answer the test just received). Panics after 10 s.
+    pub fn output_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let output = self.output();
+            if output.contains(needle) {
+                return output;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line containing {needle:?} in:\n{output}"
+            );
+            std::thread::yield_now();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Runs a command of the same binary with the server's environment; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(binary())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("RUN_MIGRATIONS", "0")
+            .output()
+            .expect("run user-service");
+        assert!(
+            out.status.success(),
+            "user-service {args:?} failed ({}): {}\nstdout: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// Runs a command of the same binary with the server's environment plus `overrides`;
+    /// returns the whole output, whatever the exit status.
+    pub fn cli_with(&self, args: &[&str], overrides: &[(&str, &str)]) -> std::process::Output {
+        Command::new(binary())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("RUN_MIGRATIONS", "0")
+            .envs(overrides.iter().copied())
+            .output()
+            .expect("run user-service")
+    }
+
+    /// Spawns a command of the same binary (for tests that kill it).
+    pub fn spawn_cli(&self, args: &[&str], overrides: &[(&str, &str)]) -> Child {
+        Command::new(binary())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("RUN_MIGRATIONS", "0")
+            .envs(overrides.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn user-service")
+    }
+
+    /// Creates a user through the command line; returns (id, access token).
+    pub fn user(&self, email: &str, operator: bool) -> (i64, String) {
+        let mut args = vec!["users", "create", "--email", email, "--print-token"];
+        if operator {
+            args.push("--operator");
+        }
+        let out = self.cli(&args);
+        let mut lines = out.lines();
+        let id = lines
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("user id");
+        let token = lines.last().expect("token").trim().to_owned();
+        (id, token)
+    }
+
+    /// Sends a request; `body` is sent as JSON when given.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        self.call_with(method, path, token, body, &[])
+    }
+
+    /// Sends a request with extra headers.
+    pub fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let url = format!("{}{}", self.base, path);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(token) = token {
+            builder = builder.header("Authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let response = match body {
+            Some(body) => {
+                let has_type = headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+                if !has_type {
+                    builder = builder.header("Content-Type", "application/json");
+                }
+                let request = builder.body(body.to_string()).expect("request");
+                self.agent.run(request)
+            }
+            None => self.agent.run(builder.body(()).expect("request")),
+        }
+        .expect("HTTP request");
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        let text = response.into_body().read_to_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            body,
+            text,
+            headers,
+        }
+    }
+
+    /// Sends a raw body with a given content type.
+    pub fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Answer {
+        let url = format!("{}{}", self.base, path);
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", content_type)
+            .body(body.to_owned())
+            .expect("request");
+        let response = self.agent.run(request).expect("HTTP request");
+        let status = response.status().as_u16();
+        let text = response.into_body().read_to_string().unwrap_or_default();
+        Answer {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Stops the server (SIGKILL is fine: every test's writes are acknowledged first).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Declares one test per backend: `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(fn $name:ident($backend:ident: Backend) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                fn run($backend: $crate::support::Backend) $body
+                #[test]
+                fn sqlite() { run($crate::support::Backend::Sqlite) }
+                #[test]
+                fn postgres() { run($crate::support::Backend::Postgres) }
+            }
+        )*
+    };
+}
