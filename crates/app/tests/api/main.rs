@@ -9,5 +9,6 @@ mod credentials;
 mod logs;
 mod openapi;
 mod rotation;
+mod smoke;
 mod support;
 mod users;
