@@ -63,6 +63,44 @@ impl KeyHolder {
     }
 }
 
+/// Re-reads the key ring and the JWT secret (on `SIGHUP`, SPEC §6.2) and swaps them in only
+/// when both are valid: a bad new configuration is refused with the misconfiguration line and
+/// the previous ring and secret stay in use. Requests in flight keep the `Arc` they hold.
+/// Blocking (a remote secret source may be asked): call it off the async workers.
+pub fn reload(state: &crate::state::AppState) -> Result<(), String> {
+    let settings = &state.settings;
+    let outcome = crate::secrets::source_for(&settings.secret_manager_provider)
+        .map_err(|e| e.to_string())
+        .and_then(|source| {
+            let ring = read_key_ring(settings, source.as_ref())?;
+            let secret = load_jwt_secret(settings, source.as_ref())?;
+            Ok((ring, secret))
+        });
+    match outcome {
+        Ok((ring, secret)) => {
+            let ids: Vec<String> = ring.key_ids().iter().map(ToString::to_string).collect();
+            let primary = ring.primary_key_id();
+            state.keys.replace(KeyStatus::Ready(Arc::new(ring)));
+            state.replace_tokens(crate::auth::TokenCodec::new(
+                &secret,
+                settings.jwt_issuer.clone(),
+                settings.jwt_audience.clone(),
+            ));
+            log::info!(
+                "reloaded the key ring (primary {primary}, keys [{}]) and the JWT secret",
+                ids.join(", ")
+            );
+            Ok(())
+        }
+        Err(reason) => {
+            log::error!(
+                "{MISCONFIGURED}: {reason} (reload refused: the previous key ring and JWT secret stay in use)"
+            );
+            Err(reason)
+        }
+    }
+}
+
 /// Reads and parses the key ring. With `APP_ENV=local` and no key configured, uses (creating it
 /// once) the development key file. Logs the misconfiguration line when it fails.
 pub fn load_key_ring(settings: &Settings, source: &dyn SecretSource) -> KeyStatus {

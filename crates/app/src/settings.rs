@@ -100,6 +100,9 @@ pub struct Settings {
     pub broker_probe_alpaca_url: String,
     /// `BROKER_PROBE_TIMEOUT_SECS` (default 5).
     pub broker_probe_timeout_secs: u64,
+    /// `READY_ALLOW_RETIRED_KEY_ROWS`: `/ready` stays 200 while rows remain under a key that
+    /// is no longer configured (default off; see docs/operations.md).
+    pub ready_allow_retired_key_rows: bool,
 }
 
 /// Names of the settings, as read from the environment (lower-cased).
@@ -128,6 +131,7 @@ const FIELDS: &[&str] = &[
     "broker_probe_kraken_url",
     "broker_probe_alpaca_url",
     "broker_probe_timeout_secs",
+    "ready_allow_retired_key_rows",
 ];
 
 /// The configuration could not be read.
@@ -158,6 +162,7 @@ impl Settings {
             .and_then(|b| b.set_default("broker_probe_kraken_url", "https://api.kraken.com"))
             .and_then(|b| b.set_default("broker_probe_alpaca_url", "https://api.alpaca.markets"))
             .and_then(|b| b.set_default("broker_probe_timeout_secs", 5))
+            .and_then(|b| b.set_default("ready_allow_retired_key_rows", false))
             .map_err(|e| SettingsError(e.to_string()))?;
         if let Ok(path) = std::env::var("USER_SERVICE_CONFIG") {
             builder = builder.add_source(config::File::new(&path, config::FileFormat::Toml));

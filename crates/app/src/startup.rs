@@ -202,6 +202,8 @@ pub struct Application {
     /// The shared state.
     pub state: web::Data<AppState>,
     server: Server,
+    #[cfg(unix)]
+    hangups: Option<actix_web::rt::signal::unix::Signal>,
 }
 
 impl std::fmt::Debug for Application {
@@ -240,15 +242,41 @@ impl Application {
         if let Some(workers) = workers {
             server = server.workers(workers);
         }
+        // Registered before the caller announces the port, so that a SIGHUP sent as soon as
+        // the service is up reloads instead of killing the process.
+        #[cfg(unix)]
+        let hangups =
+            actix_web::rt::signal::unix::signal(actix_web::rt::signal::unix::SignalKind::hangup())
+                .map_err(|e| log::warn!("SIGHUP reload unavailable: {e}"))
+                .ok();
         Ok(Self {
             port,
             state,
             server: server.run(),
+            #[cfg(unix)]
+            hangups,
         })
     }
 
-    /// Serves until SIGTERM / SIGINT (graceful: requests in flight finish).
+    /// Serves until SIGTERM / SIGINT (graceful: requests in flight finish). `SIGHUP` reloads
+    /// the key ring and the JWT secret ([`crate::keys::reload`]).
     pub async fn run(self) -> std::io::Result<()> {
+        #[cfg(unix)]
+        if let Some(mut hangups) = self.hangups {
+            let state = self.state.clone();
+            actix_web::rt::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    log::info!("SIGHUP: reloading the key ring and the JWT secret");
+                    let state = state.clone();
+                    let reloaded =
+                        actix_web::rt::task::spawn_blocking(move || crate::keys::reload(&state))
+                            .await;
+                    if let Err(error) = reloaded {
+                        log::error!("key reload task failed: {error}");
+                    }
+                }
+            });
+        }
         self.server.await
     }
 }

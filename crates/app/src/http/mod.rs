@@ -1,6 +1,7 @@
 //! The HTTP API: routes, extractor configuration and middleware wiring.
 
 pub mod account_page;
+pub mod audit;
 pub mod credentials;
 pub mod middleware;
 pub mod openapi;
@@ -53,6 +54,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             r.route(web::get().to(c::list_own))
                 .route(web::put().to(c::update_own))
         },
+    ))
+    .service(guarded(
+        "/users/me/broker-credentials/audit",
+        "GET",
+        own,
+        |r| r.route(web::get().to(audit::list_own)),
     ))
     .service(guarded(
         "/users/me/broker-credentials/{broker}",
@@ -120,6 +127,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             r.route(web::get().to(c::list_other))
                 .route(web::put().to(c::update_other))
         },
+    ))
+    .service(guarded(
+        "/users/{user_id}/broker-credentials/audit",
+        "GET",
+        operator,
+        |r| r.route(web::get().to(audit::list_other)),
     ))
     .service(guarded(
         "/users/{user_id}/broker-credentials/{broker}",

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, FieldError};
-use crate::http::{credentials, service, users};
+use crate::http::{audit, credentials, service, users};
 
 /// Routes that serve the same operation as another path (the original service's aliases).
 const ALIASES: &[(&str, &str, &[&str])] = &[
@@ -37,6 +37,8 @@ const ALIASES: &[(&str, &str, &[&str])] = &[
         credentials::list_other,
         credentials::update_other,
         credentials::delete_other,
+        audit::list_own,
+        audit::list_other,
         users::register,
         users::create,
         users::list,

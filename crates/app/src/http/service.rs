@@ -32,6 +32,8 @@ pub struct Readiness {
     pub rows_per_key_id: Vec<(String, u64)>,
     /// Rows encrypted under a key that is no longer configured.
     pub rows_on_retired_keys: u64,
+    /// Whether `READY_ALLOW_RETIRED_KEY_ROWS` lets the service be ready despite such rows.
+    pub retired_key_rows_allowed: bool,
 }
 
 /// Computes readiness: database reachable, key ring loaded, no row on a retired key.
@@ -63,7 +65,8 @@ pub fn readiness(state: &AppState) -> Readiness {
             None => rows_per_key_id.push(("legacy".to_owned(), count)),
         }
     }
-    let ready = database == "ok" && ring.is_ok() && retired == 0;
+    let allowed = state.settings.ready_allow_retired_key_rows;
+    let ready = database == "ok" && ring.is_ok() && (retired == 0 || allowed);
     Readiness {
         status: if ready { "ready" } else { "not_ready" },
         database,
@@ -72,6 +75,7 @@ pub fn readiness(state: &AppState) -> Readiness {
         key_ids,
         rows_per_key_id,
         rows_on_retired_keys: retired,
+        retired_key_rows_allowed: allowed,
     }
 }
 

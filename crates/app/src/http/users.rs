@@ -113,16 +113,23 @@ pub async fn create(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    limit: Option<u32>,
-    offset: Option<u64>,
+    /// Items per page, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-struct Pagination {
-    total: u64,
-    count: usize,
-    limit: u32,
-    offset: u64,
+/// Where a page lies in the whole list.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Pagination {
+    /// Items in the whole list.
+    pub total: u64,
+    /// Items in this page.
+    pub count: usize,
+    /// The page size asked for.
+    pub limit: u32,
+    /// Items skipped.
+    pub offset: u64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -4,11 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod access;
+mod audit;
 mod checks;
 mod credentials;
 mod logs;
 mod openapi;
+mod reload;
 mod rotation;
-mod smoke;
 mod support;
 mod users;

@@ -153,6 +153,33 @@ impl TestDatabase {
             .collect()
     }
 
+    /// `(broker, key_id)` of every credential row, ordered by user and broker.
+    pub fn credential_key_ids(&self) -> Vec<(String, String)> {
+        use diesel::sql_types::{Nullable, Text};
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            broker: String,
+            #[diesel(sql_type = Nullable<Text>)]
+            key_id: Option<String>,
+        }
+        let query = "SELECT broker, key_id FROM user_broker_credentials ORDER BY user_id, broker";
+        let rows: Vec<Row> = match self.backend {
+            Backend::Sqlite => {
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
+                diesel::sql_query(query).load(&mut conn).expect("query")
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::establish(&self.url).expect("open postgres");
+                diesel::sql_query(query).load(&mut conn).expect("query")
+            }
+        };
+        rows.into_iter()
+            .map(|r| (r.broker, r.key_id.unwrap_or_default()))
+            .collect()
+    }
+
     /// Executes a statement directly on the database (to tamper with rows).
     pub fn execute(&self, sql: &str) {
         match self.backend {
@@ -323,6 +350,38 @@ impl TestServer {
                     ));
                 }
             }
+        }
+    }
+
+    /// Sends `SIGHUP` to the server process (key reload).
+    pub fn hang_up(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
+    /// How many lines printed so far contain `needle`.
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.output
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
+    }
+
+    /// Waits (at most 10 s) until `count` lines containing `needle` have been printed.
+    pub fn wait_lines(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.count_lines(needle) < count {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {count} lines containing {needle:?} in:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

@@ -1,0 +1,186 @@
+//! `SIGHUP` reloads the key ring and the JWT secret (SPEC §6.2) without dropping requests, and
+//! refuses a bad new configuration; `READY_ALLOW_RETIRED_KEY_ROWS` (docs/operations.md).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::support::{Backend, TestDatabase, TestServer, OTHER_KEY, TEST_KEY};
+
+const PATH: &str = "/users/me/broker-credentials";
+const RELOADED: &str = "reloaded the key ring";
+const REFUSED: &str = "reload refused";
+
+fn primary(server: &TestServer) -> String {
+    let ready = server.call("GET", "/ready", None, None);
+    ready.body["primary_key_id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn sighup_reloads_the_ring_from_a_mounted_file_and_refuses_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("encryption.key");
+    std::fs::write(&key_file, format!("{TEST_KEY}\n")).unwrap();
+    let key_file_str = key_file.to_str().unwrap().to_owned();
+    let Some(server) = TestServer::start(
+        Backend::Sqlite,
+        &[
+            ("BROKER_CREDENTIALS_ENCRYPTION_KEY", None),
+            (
+                "BROKER_CREDENTIALS_ENCRYPTION_KEY_FILE",
+                Some(&key_file_str),
+            ),
+        ],
+    ) else {
+        return;
+    };
+    let (_, token) = server.user("reload@example.com", false);
+    let put = |broker: &str, key: &str| {
+        server.call(
+            "PUT",
+            PATH,
+            Some(&token),
+            Some(json!({"credentials": [{"broker": broker, "api_key": key}]})),
+        )
+    };
+    assert_eq!(put("binance", "old-key-1111").status, 200);
+    let old_primary = primary(&server);
+
+    // Requests keep flowing while the ring changes under them: none may fail.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut failures = Vec::new();
+            let mut calls = 0;
+            while !stop.load(Ordering::Relaxed) || calls < 20 {
+                let answer = server.call("GET", PATH, Some(&token), None);
+                if answer.status != 200 || answer.body["credentials"][0]["status"] != "ok" {
+                    failures.push(answer.text);
+                }
+                calls += 1;
+            }
+            failures
+        });
+
+        // Promote a new key: the ring becomes [OTHER, TEST].
+        std::fs::write(&key_file, format!("{OTHER_KEY},{TEST_KEY}\n")).unwrap();
+        server.hang_up();
+        server.wait_lines(RELOADED, 1);
+
+        // A broken file is refused; the running ring stays.
+        std::fs::write(&key_file, "not-a-fernet-key\n").unwrap();
+        server.hang_up();
+        server.wait_lines(REFUSED, 1);
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    assert!(
+        failures.is_empty(),
+        "requests failed during reloads: {failures:?}"
+    );
+
+    let output = server.output();
+    assert!(
+        output.contains("broker credentials encryption key misconfigured"),
+        "{output}"
+    );
+    assert!(
+        !output.contains(OTHER_KEY) && !output.contains(TEST_KEY),
+        "a key reached the log"
+    );
+    assert!(
+        !output.contains("not-a-fernet-key"),
+        "the file content reached the log"
+    );
+
+    // The new primary is in use: new writes carry its key id, old rows still read.
+    let new_primary = primary(&server);
+    assert_ne!(new_primary, old_primary);
+    assert_eq!(put("kraken", "new-key-2222").status, 200);
+    let key_ids: Vec<String> = server
+        .db
+        .credential_key_ids()
+        .into_iter()
+        .map(|(broker, key_id)| format!("{broker}:{key_id}"))
+        .collect();
+    assert_eq!(
+        key_ids,
+        [
+            format!("binance:{old_primary}"),
+            format!("kraken:{new_primary}")
+        ]
+    );
+    let list = server.call("GET", PATH, Some(&token), None);
+    assert_eq!(list.body["credentials"][0]["api_key_masked"], "••••••••1111");
+    assert_eq!(list.body["credentials"][1]["api_key_masked"], "••••••••2222");
+
+    // The service keeps answering after the refused reload, with the same ring.
+    let ready = server.call("GET", "/ready", None, None);
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.body["key_ids"], json!([new_primary, old_primary]));
+}
+
+#[test]
+fn sighup_fixes_a_misconfigured_key_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("encryption.key");
+    std::fs::write(&key_file, "").unwrap();
+    let key_file_str = key_file.to_str().unwrap().to_owned();
+    let Some(server) = TestServer::start(
+        Backend::Sqlite,
+        &[
+            ("BROKER_CREDENTIALS_ENCRYPTION_KEY", None),
+            (
+                "BROKER_CREDENTIALS_ENCRYPTION_KEY_FILE",
+                Some(&key_file_str),
+            ),
+            ("BROKER_CREDENTIALS_KEY_REQUIRED", Some("0")),
+        ],
+    ) else {
+        return;
+    };
+    let (_, token) = server.user("fix@example.com", false);
+    assert_eq!(server.call("GET", PATH, Some(&token), None).status, 503);
+    assert_eq!(server.call("GET", "/ready", None, None).status, 503);
+
+    std::fs::write(&key_file, TEST_KEY).unwrap();
+    server.hang_up();
+    server.wait_lines(RELOADED, 1);
+    assert_eq!(server.call("GET", PATH, Some(&token), None).status, 200);
+    assert_eq!(server.call("GET", "/ready", None, None).status, 200);
+}
+
+#[test]
+fn ready_override_accepts_rows_on_retired_keys() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite) else {
+        return;
+    };
+    let first = TestServer::start_on(
+        db,
+        &[("BROKER_CREDENTIALS_ENCRYPTION_KEY", Some(OTHER_KEY))],
+    )
+    .unwrap();
+    let (_, token) = first.user("retired@example.com", false);
+    let stored = first.call(
+        "PUT",
+        PATH,
+        Some(&token),
+        Some(json!({"credentials": [{"broker": "binance", "api_key": "k-123456"}]})),
+    );
+    assert_eq!(stored.status, 200);
+    let alias = first.db.alias();
+
+    let strict = TestServer::start_on(first.db.alias(), &[]).unwrap();
+    let ready = strict.call("GET", "/ready", None, None);
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    assert_eq!(ready.body["rows_on_retired_keys"], 1);
+    assert_eq!(ready.body["retired_key_rows_allowed"], false);
+
+    let lenient =
+        TestServer::start_on(alias, &[("READY_ALLOW_RETIRED_KEY_ROWS", Some("true"))]).unwrap();
+    let ready = lenient.call("GET", "/ready", None, None);
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.body["rows_on_retired_keys"], 1);
+    assert_eq!(ready.body["retired_key_rows_allowed"], true);
+}
