@@ -11,5 +11,6 @@ mod logs;
 mod openapi;
 mod reload;
 mod rotation;
+mod smoke;
 mod support;
 mod users;
