@@ -24,3 +24,7 @@ lint:
 # HTTP load test on loopback (wrk + pgbench), SQLite and PostgreSQL: requests/s and p50/p99.
 bench-http duration="15" connections="64" users="200":
     bash scripts/bench/run.sh {{duration}} {{connections}} {{users}}
+
+# Rotation throughput on PostgreSQL: `keys rotate` over N rows seeded like the Python service.
+bench-rotation rows="100000":
+    bash scripts/bench/rotation.sh {{rows}}

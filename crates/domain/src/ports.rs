@@ -143,10 +143,11 @@ pub trait CredentialRepository: Send + Sync {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<StoredCredential>, RepositoryError>;
-    /// Rewrites the ciphertext, key id, binding and version of row `id` if its version is still
-    /// `write.expected_version`, leaving `updated_at` and test results alone; `false` when a
-    /// concurrent writer got there first.
-    fn rewrite(&self, id: i64, write: &CredentialWrite) -> Result<bool, RepositoryError>;
+    /// Rewrites, in one transaction, the ciphertext, key id, binding and version of each row
+    /// `(id, write)` whose version is still `write.expected_version`, leaving `updated_at` and
+    /// test results alone. Answers, in order, whether each row was rewritten (`false`: a
+    /// concurrent writer got there first, or the row is gone). An `Err` rewrote nothing.
+    fn rewrite(&self, rows: &[(i64, CredentialWrite)]) -> Result<Vec<bool>, RepositoryError>;
     /// Number of rows per key id.
     fn count_by_key_id(&self) -> Result<Vec<KeyIdCount>, RepositoryError>;
 }

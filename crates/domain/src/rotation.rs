@@ -51,9 +51,10 @@ pub struct VerifyReport {
 }
 
 /// Re-encrypts every row that is not under the primary key (or has no binding) in batches of
-/// [`ROTATION_BATCH`], each row by compare-and-set on its version: a concurrent user write wins
-/// and the row is read again. Idempotent (current rows are skipped) and resumable (start again
-/// from the beginning, or from `after_id`).
+/// [`ROTATION_BATCH`]. Each batch is rewritten in one transaction, every row by compare-and-set
+/// on its version: a row a user changed meanwhile is left to the user's write, read again and
+/// retried alone. Idempotent (current rows are skipped) and resumable (start again from the
+/// beginning, or from `after_id`).
 pub fn rotate(
     cipher: &dyn CredentialCipher,
     repository: &dyn CredentialRepository,
@@ -68,10 +69,8 @@ pub fn rotate(
         let batch = repository.batch_after(cursor, ROTATION_BATCH)?;
         let Some(last) = batch.last() else { break };
         cursor = last.id;
-        for row in batch {
-            seen += 1;
-            rotate_row(cipher, repository, &primary, row, &mut report)?;
-        }
+        seen += batch.len() as u64;
+        rotate_batch(cipher, repository, &primary, batch, &mut report)?;
         progress(Progress {
             seen,
             last_id: cursor,
@@ -80,18 +79,68 @@ pub fn rotate(
     Ok(report)
 }
 
+fn is_current(cipher: &dyn CredentialCipher, primary: &KeyId, row: &StoredCredential) -> bool {
+    row.key_id.as_ref() == Some(primary) && row.binding.is_some() && cipher.verify_binding(row)
+}
+
+fn rotate_batch(
+    cipher: &dyn CredentialCipher,
+    repository: &dyn CredentialRepository,
+    primary: &KeyId,
+    batch: Vec<StoredCredential>,
+    report: &mut RotationReport,
+) -> Result<(), DomainError> {
+    let mut rows = Vec::new();
+    let mut writes = Vec::new();
+    for row in batch {
+        if is_current(cipher, primary, &row) {
+            report.already_current += 1;
+            continue;
+        }
+        match reencrypt(cipher, &row)? {
+            Some(write) => {
+                writes.push((row.id, write));
+                rows.push(row);
+            }
+            None => report.failed.push(row.id),
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // A failed batch (a deadlock with a user's transaction, say) rewrote nothing: every row is
+    // then done alone, which fails for good only if the database does.
+    let applied = repository
+        .rewrite(&writes)
+        .unwrap_or_else(|_| vec![false; writes.len()]);
+    for (index, row) in rows.into_iter().enumerate() {
+        if applied.get(index).copied().unwrap_or(false) {
+            *report.rotated_from.entry(row.key_id.clone()).or_default() += 1;
+        } else {
+            rotate_row(cipher, repository, primary, row.user_id, row.id, report)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rotates one row alone, reading it fresh first (a user may have changed or deleted it).
 fn rotate_row(
     cipher: &dyn CredentialCipher,
     repository: &dyn CredentialRepository,
     primary: &KeyId,
-    mut row: StoredCredential,
+    user: crate::user::UserId,
+    id: i64,
     report: &mut RotationReport,
 ) -> Result<(), DomainError> {
     for _ in 0..ROW_ATTEMPTS {
-        if row.key_id.as_ref() == Some(primary)
-            && row.binding.is_some()
-            && cipher.verify_binding(&row)
-        {
+        let Some(row) = repository
+            .list(user)?
+            .into_iter()
+            .find(|fresh| fresh.id == id)
+        else {
+            return Ok(());
+        };
+        if is_current(cipher, primary, &row) {
             report.already_current += 1;
             return Ok(());
         }
@@ -99,21 +148,12 @@ fn rotate_row(
             report.failed.push(row.id);
             return Ok(());
         };
-        if repository.rewrite(row.id, &write)? {
+        if repository.rewrite(&[(row.id, write)])?.first() == Some(&true) {
             *report.rotated_from.entry(row.key_id.clone()).or_default() += 1;
             return Ok(());
         }
-        // A user wrote the row meanwhile: read it again (it may be gone, or already current).
-        match repository
-            .list(row.user_id)?
-            .into_iter()
-            .find(|fresh| fresh.id == row.id)
-        {
-            Some(fresh) => row = fresh,
-            None => return Ok(()),
-        }
     }
-    report.failed.push(row.id);
+    report.failed.push(id);
     Ok(())
 }
 
@@ -206,7 +246,7 @@ mod tests {
     use super::*;
     use crate::ports::{MockCredentialCipher, MockCredentialRepository, Opened, Sealed};
     use crate::test_support::stored_row;
-    use crate::{PlainSecret, UserId};
+    use crate::{PlainSecret, RepositoryError, UserId};
     use secrecy::ExposeSecret;
 
     /// Tokens are `<key>:<plaintext>`; keys `old` and `new` (primary) are configured.
@@ -270,16 +310,19 @@ mod tests {
             row(3, Some("new"), "new"),
         ]);
         repo.expect_rewrite()
-            .withf(|_, w| {
-                w.key_id.as_str() == "new"
-                    && w.version == 2
-                    && w.expected_version == Some(1)
-                    && w.api_key_encrypted
-                        .as_deref()
-                        .is_some_and(|t| t.starts_with("new:key"))
+            .withf(|rows| {
+                rows.iter().map(|(id, _)| *id).collect::<Vec<_>>() == [1, 2]
+                    && rows.iter().all(|(_, w)| {
+                        w.key_id.as_str() == "new"
+                            && w.version == 2
+                            && w.expected_version == Some(1)
+                            && w.api_key_encrypted
+                                .as_deref()
+                                .is_some_and(|t| t.starts_with("new:key"))
+                    })
             })
-            .times(2)
-            .returning(|_, _| Ok(true));
+            .times(1)
+            .returning(|rows| Ok(vec![true; rows.len()]));
         let mut batches = 0;
         let report = rotate(&cipher(), &repo, 0, &mut |_| batches += 1).unwrap();
         assert_eq!(report.rotated(), 2);
@@ -295,7 +338,10 @@ mod tests {
             row(7, Some("old"), "gone"),
             row(8, Some("old"), "old"),
         ]);
-        repo.expect_rewrite().times(1).returning(|_, _| Ok(true));
+        repo.expect_rewrite()
+            .withf(|rows| rows.len() == 1 && rows[0].0 == 8)
+            .times(1)
+            .returning(|_| Ok(vec![true]));
         let report = rotate(&cipher(), &repo, 0, &mut |_| {}).unwrap();
         assert_eq!(report.failed, vec![7]);
         assert_eq!(report.rotated(), 1);
@@ -308,7 +354,7 @@ mod tests {
         repo.expect_rewrite()
             .times(1)
             .in_sequence(&mut seq)
-            .returning(|_, _| Ok(false));
+            .returning(|_| Ok(vec![false]));
         repo.expect_list()
             .with(mockall::predicate::eq(UserId(1)))
             .times(1)
@@ -326,6 +372,27 @@ mod tests {
             "the user's write already put it under the primary"
         );
         assert_eq!(report.already_current, 1);
+    }
+
+    #[test]
+    fn a_failed_batch_is_retried_row_by_row() {
+        let rows = vec![row(1, Some("old"), "old"), row(2, Some("old"), "old")];
+        let fresh = rows.clone();
+        let mut repo = repository(rows);
+        let mut seq = mockall::Sequence::new();
+        repo.expect_rewrite()
+            .withf(|rows| rows.len() == 2)
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Err(RepositoryError::Unavailable("deadlock detected".into())));
+        repo.expect_list().returning(move |_| Ok(fresh.clone()));
+        repo.expect_rewrite()
+            .withf(|rows| rows.len() == 1)
+            .times(2)
+            .returning(|_| Ok(vec![true]));
+        let report = rotate(&cipher(), &repo, 0, &mut |_| {}).unwrap();
+        assert_eq!(report.rotated(), 2);
+        assert!(report.failed.is_empty());
     }
 
     #[test]

@@ -699,9 +699,10 @@ mod contract {
         let mut rotated = write("binance", Some(row.version), Some("a1-rotated"), None);
         rotated.key_id = KeyId::new("k2");
         rotated.updated_at = at(1000);
-        assert!(creds.rewrite(row.id, &rotated).unwrap());
-        assert!(
-            !creds.rewrite(row.id, &rotated).unwrap(),
+        assert_eq!(creds.rewrite(&[(row.id, rotated.clone())]).unwrap(), [true]);
+        assert_eq!(
+            creds.rewrite(&[(row.id, rotated.clone())]).unwrap(),
+            [false],
             "version moved on"
         );
         let after = creds.list(ann).unwrap().remove(0);
@@ -716,10 +717,11 @@ mod contract {
         assert_eq!(after.last_tested_at, Some(at(9)));
         let mut wrong_broker = write("kraken", Some(after.version), Some("x"), None);
         wrong_broker.key_id = KeyId::new("k2");
-        assert!(!creds.rewrite(after.id, &wrong_broker).unwrap());
+        assert_eq!(creds.rewrite(&[(after.id, wrong_broker)]).unwrap(), [false]);
         assert!(creds
-            .rewrite(after.id, &write("binance", None, None, None))
+            .rewrite(&[(after.id, write("binance", None, None, None))])
             .is_err());
+        assert_eq!(creds.rewrite(&[]).unwrap(), Vec::<bool>::new());
 
         // A row without a key id, as the Python service writes them.
         t.db.with_connection(|c| {
@@ -749,6 +751,28 @@ mod contract {
         assert_eq!(
             (legacy.version, legacy.key_id, legacy.binding),
             (1, None, None)
+        );
+
+        // A batch: each row by its own compare-and-set, answered in order.
+        let kraken = creds
+            .list(ann)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.broker.as_str() == "kraken")
+            .unwrap();
+        let mut current = write("legacy", Some(legacy.version), Some("l-rotated"), None);
+        current.key_id = KeyId::new("k2");
+        let mut stale = write("kraken", Some(kraken.version + 6), Some("k-rotated"), None);
+        stale.key_id = KeyId::new("k2");
+        assert_eq!(
+            creds
+                .rewrite(&[(legacy.id, current), (kraken.id, stale)])
+                .unwrap(),
+            [true, false]
+        );
+        assert_eq!(
+            creds.count_by_key_id().unwrap(),
+            [(Some(KeyId::new("k1")), 2), (Some(KeyId::new("k2")), 2)]
         );
     }
 

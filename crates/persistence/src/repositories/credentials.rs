@@ -232,28 +232,40 @@ impl CredentialRepository for CredentialStore {
         })
     }
 
-    fn rewrite(&self, id: i64, write: &CredentialWrite) -> Result<bool, RepositoryError> {
-        let Some(expected) = write.expected_version else {
+    fn rewrite(&self, rows: &[(i64, CredentialWrite)]) -> Result<Vec<bool>, RepositoryError> {
+        if rows
+            .iter()
+            .any(|(_, write)| write.expected_version.is_none())
+        {
             return Err(RepositoryError::Other(
                 "rewrite of a broker credential needs the version it expects".into(),
             ));
-        };
-        self.db.run("rewrite broker credential", |conn| {
-            let updated = diesel::update(
-                ubc::table
-                    .filter(ubc::id.eq(id))
-                    .filter(ubc::broker.eq(write.broker.as_str()))
-                    .filter(ubc::version.eq(expected)),
-            )
-            .set((
-                ubc::api_key_encrypted.eq(write.api_key_encrypted.as_deref()),
-                ubc::api_secret_encrypted.eq(write.api_secret_encrypted.as_deref()),
-                ubc::key_id.eq(write.key_id.as_str()),
-                ubc::binding.eq(&write.binding),
-                ubc::version.eq(write.version),
-            ))
-            .execute(conn)?;
-            Ok(updated == 1)
+        }
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transaction for the whole batch: one commit (one WAL flush) instead of one per
+        // row, which is what bounds `keys rotate` on PostgreSQL.
+        self.db.write("rewrite broker credentials", |conn| {
+            rows.iter()
+                .map(|(id, write)| {
+                    let updated = diesel::update(
+                        ubc::table
+                            .filter(ubc::id.eq(id))
+                            .filter(ubc::broker.eq(write.broker.as_str()))
+                            .filter(ubc::version.eq(write.expected_version.unwrap_or_default())),
+                    )
+                    .set((
+                        ubc::api_key_encrypted.eq(write.api_key_encrypted.as_deref()),
+                        ubc::api_secret_encrypted.eq(write.api_secret_encrypted.as_deref()),
+                        ubc::key_id.eq(write.key_id.as_str()),
+                        ubc::binding.eq(&write.binding),
+                        ubc::version.eq(write.version),
+                    ))
+                    .execute(conn)?;
+                    Ok(updated == 1)
+                })
+                .collect()
         })
     }
 
