@@ -12,7 +12,9 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use log::info;
 use user_service_domain::RepositoryError;
 
-use crate::connection::{with_connect_timeout, Connector, DbConnection, PoolSettings, SqliteSetup};
+use crate::connection::{
+    with_connect_timeout, Connector, DbConnection, Manager, PoolSettings, SqliteSetup,
+};
 use crate::error::{pool_error, DatabaseError, Failure};
 use crate::url::{Backend, DatabaseUrl, SqliteLocation};
 
@@ -28,7 +30,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x0075_7365_7273_7663;
 /// A pool of connections to one database. Cheap to clone: clones share the pool.
 #[derive(Clone)]
 pub struct Database {
-    pool: Pool<Connector>,
+    pool: Pool<Manager>,
     url: Arc<DatabaseUrl>,
 }
 
@@ -94,22 +96,27 @@ impl Database {
             .connection_timeout(settings.connection_timeout)
             .idle_timeout(settings.idle_timeout)
             .max_lifetime(settings.max_lifetime)
-            // A connection broken by a database restart is found and replaced at checkout.
+            // A connection broken by a database restart is found and replaced at checkout when
+            // it has been idle; a busy one is trusted (see `PoolSettings::validate_idle_after`).
             .test_on_check_out(true);
         if url.backend() == Backend::Sqlite {
             builder = builder.connection_customizer(Box::new(SqliteSetup {
                 busy_timeout: settings.sqlite_busy_timeout,
             }));
         }
+        let manager = Manager {
+            connector,
+            validate_idle_after: settings.validate_idle_after,
+        };
         let pool = if eager {
             builder
-                .build(connector)
+                .build(manager)
                 .map_err(|error| DatabaseError::Connect {
                     url: url.redacted(),
                     reason: crate::url::redact(&error.to_string()),
                 })?
         } else {
-            builder.build_unchecked(connector)
+            builder.build_unchecked(manager)
         };
         info!(
             "database pool on {} ({} connections at most)",
@@ -204,18 +211,19 @@ impl Database {
             &mut DbConnection,
         ) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>>,
     ) -> Result<Vec<String>, DatabaseError> {
-        let mut conn = self.connection("migrate")?;
-        let locked = matches!(&*conn, DbConnection::Postgres(_));
+        let mut pooled = self.connection("migrate")?;
+        let conn = &mut pooled.conn;
+        let locked = matches!(conn, DbConnection::Postgres(_));
         if locked {
             diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
-                .execute(&mut *conn)
+                .execute(conn)
                 .map_err(|e| DatabaseError::Migration(e.to_string()))?;
         }
-        let outcome = work(&mut conn).map_err(|e| DatabaseError::Migration(e.to_string()));
+        let outcome = work(conn).map_err(|e| DatabaseError::Migration(e.to_string()));
         if locked {
             // A failure to unlock closes nothing: the lock ends with the session at worst.
             let _ = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-                .execute(&mut *conn);
+                .execute(conn);
         }
         outcome
     }
@@ -229,7 +237,7 @@ impl Database {
         self.run("query", |conn| work(conn).map_err(Failure::from))
     }
 
-    fn connection(&self, operation: &str) -> Result<PooledConnection<Connector>, RepositoryError> {
+    fn connection(&self, operation: &str) -> Result<PooledConnection<Manager>, RepositoryError> {
         self.pool.get().map_err(|e| pool_error(operation, e))
     }
 
@@ -239,8 +247,10 @@ impl Database {
         operation: &'static str,
         work: impl FnOnce(&mut DbConnection) -> Result<T, Failure>,
     ) -> Result<T, RepositoryError> {
-        let mut conn = self.connection(operation)?;
-        work(&mut conn).map_err(|f| f.into_repository(operation))
+        let mut pooled = self.connection(operation)?;
+        let outcome = work(&mut pooled.conn).map_err(|f| f.into_repository(operation));
+        pooled.record(matches!(outcome, Err(RepositoryError::Unavailable(_))));
+        outcome
     }
 
     /// Runs `work` in a write transaction, committed when it returns `Ok`, rolled back otherwise.

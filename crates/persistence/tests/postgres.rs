@@ -30,8 +30,14 @@ fn terminate_backends_of(name: &str) -> usize {
 fn connections_killed_by_the_server_are_replaced_without_a_new_pool() {
     let Some(t) = postgres() else { return };
     let name = t.name.clone().unwrap();
-    let user = create_user(&t.db, "ann");
-    let creds = t.db.credentials();
+    // Every checkout checked: not one operation fails.
+    let settings = PoolSettings {
+        validate_idle_after: Duration::ZERO,
+        ..test_settings()
+    };
+    let db = Database::connect(&t.url, &settings).unwrap();
+    let user = create_user(&db, "ann");
+    let creds = db.credentials();
     creds
         .apply(
             user,
@@ -43,7 +49,7 @@ fn connections_killed_by_the_server_are_replaced_without_a_new_pool() {
             ))],
         )
         .unwrap();
-    assert!(t.db.pool_status().idle >= 1);
+    assert!(db.pool_status().idle >= 1);
 
     let killed = terminate_backends_of(&name);
     assert!(killed >= 1, "the pool had connections to kill");
@@ -63,7 +69,44 @@ fn connections_killed_by_the_server_are_replaced_without_a_new_pool() {
         )
         .unwrap();
     assert_eq!(rows[0].version, 2);
-    t.db.ping().unwrap();
+    db.ping().unwrap();
+}
+
+#[test]
+fn busy_connections_killed_by_the_server_fail_once_each_and_are_discarded() {
+    let Some(t) = postgres() else { return };
+    let name = t.name.clone().unwrap();
+    // Recently used connections are trusted at checkout (the default): no `SELECT 1` per call.
+    let settings = PoolSettings {
+        validate_idle_after: Duration::from_secs(3600),
+        ..test_settings()
+    };
+    let db = Database::connect(&t.url, &settings).unwrap();
+    let user = create_user(&db, "ann");
+    let creds = db.credentials();
+    assert!(creds.list(user).unwrap().is_empty());
+    let killed = terminate_backends_of(&name);
+    assert!(killed >= 1, "the pool had connections to kill");
+
+    // Each dead connection fails one operation as unavailable (never anything else) and is
+    // discarded: the pool holds at most `max_size` of them, so after that many failures at
+    // most, every call succeeds on fresh connections.
+    let mut failures = 0;
+    for round in 0..(settings.max_size as usize + 20) {
+        match creds.list(user) {
+            Ok(rows) => assert!(rows.is_empty()),
+            Err(RepositoryError::Unavailable(_)) => failures += 1,
+            Err(other) => panic!("round {round}: {other:?}"),
+        }
+    }
+    assert!(failures >= 1, "a killed connection was used without notice");
+    assert!(
+        failures <= settings.max_size as usize,
+        "{failures} failures: dead connections went back to the pool"
+    );
+    for _ in 0..20 {
+        assert!(creds.list(user).unwrap().is_empty());
+    }
 }
 
 #[test]
