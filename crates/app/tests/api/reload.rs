@@ -112,8 +112,14 @@ fn sighup_reloads_the_ring_from_a_mounted_file_and_refuses_a_bad_one() {
         ]
     );
     let list = server.call("GET", PATH, Some(&token), None);
-    assert_eq!(list.body["credentials"][0]["api_key_masked"], "••••••••1111");
-    assert_eq!(list.body["credentials"][1]["api_key_masked"], "••••••••2222");
+    assert_eq!(
+        list.body["credentials"][0]["api_key_masked"],
+        "••••••••1111"
+    );
+    assert_eq!(
+        list.body["credentials"][1]["api_key_masked"],
+        "••••••••2222"
+    );
 
     // The service keeps answering after the refused reload, with the same ring.
     let ready = server.call("GET", "/ready", None, None);
@@ -183,4 +189,32 @@ fn ready_override_accepts_rows_on_retired_keys() {
     assert_eq!(ready.status, 200, "{}", ready.text);
     assert_eq!(ready.body["rows_on_retired_keys"], 1);
     assert_eq!(ready.body["retired_key_rows_allowed"], true);
+}
+
+#[test]
+fn sighup_reloads_the_jwt_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("jwt.secret");
+    std::fs::write(&secret_file, "first-jwt-secret-first-jwt-secret-0001\n").unwrap();
+    let secret_file_str = secret_file.to_str().unwrap().to_owned();
+    let Some(server) = TestServer::start(
+        Backend::Sqlite,
+        &[
+            ("JWT_SECRET", None),
+            ("JWT_SECRET_FILE", Some(&secret_file_str)),
+        ],
+    ) else {
+        return;
+    };
+    let (_, old_token) = server.user("jwt@example.com", false);
+    assert_eq!(server.call("GET", PATH, Some(&old_token), None).status, 200);
+
+    std::fs::write(&secret_file, "second-jwt-secret-second-jwt-secret-02\n").unwrap();
+    server.hang_up();
+    server.wait_lines(RELOADED, 1);
+    // Tokens signed with the old secret are refused; tokens signed with the new one pass.
+    assert_eq!(server.call("GET", PATH, Some(&old_token), None).status, 401);
+    let (_, new_token) = server.user("jwt2@example.com", false);
+    assert_eq!(server.call("GET", PATH, Some(&new_token), None).status, 200);
+    assert!(!server.output().contains("second-jwt-secret"));
 }
