@@ -12,7 +12,9 @@ use crate::limits::BROKER_ID_MAX_CHARS;
 pub struct BrokerId(String);
 
 impl BrokerId {
-    /// Trims and lower-cases `raw`; refuses a blank or over-long identifier.
+    /// Trims and lower-cases `raw`; refuses a blank or over-long identifier, and one holding a
+    /// control character (NUL, line breaks, bidirectional overrides…), which no broker name
+    /// needs and which PostgreSQL cannot store (NUL) or logs would show misleadingly.
     ///
     /// ```
     /// use user_service_domain::BrokerId;
@@ -28,6 +30,16 @@ impl BrokerId {
             return Err(ValidationError::TooLong {
                 field: "broker",
                 max: BROKER_ID_MAX_CHARS,
+            });
+        }
+        if normalised.chars().any(|c| {
+            c.is_control()
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c)
+        }) {
+            return Err(ValidationError::Invalid {
+                field: "broker",
+                reason: "must not contain control characters",
             });
         }
         Ok(Self(normalised))
@@ -64,6 +76,29 @@ mod tests {
     #[test]
     fn broker_is_trimmed_and_lower_cased() {
         assert_eq!(BrokerId::parse(" KRAKEN\t").unwrap().as_str(), "kraken");
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        for raw in [
+            "bin\u{0}ance",
+            "a\nb",
+            "x\u{7f}",
+            "evil\u{202e}kcalb",
+            "a\u{2066}b",
+        ] {
+            assert!(
+                matches!(
+                    BrokerId::parse(raw),
+                    Err(ValidationError::Invalid {
+                        field: "broker",
+                        ..
+                    })
+                ),
+                "{raw:?}"
+            );
+        }
+        assert!(BrokerId::parse("interactive-brokers (é)").is_ok());
     }
 
     #[test]

@@ -288,12 +288,32 @@ pub async fn put_preferences(
 ) -> Result<HttpResponse, ApiError> {
     let id = caller.user_id;
     let value = serde_json::Value::Object(body.into_inner().preferences);
+    if holds_nul(&value) {
+        // PostgreSQL's jsonb cannot store U+0000; refuse it on every backend alike.
+        return Err(user_service_domain::ValidationError::Invalid {
+            field: "preferences",
+            reason: "must not contain the character U+0000",
+        }
+        .into());
+    }
     let preferences = run(&state, move |s| {
         s.users.get(id)?;
         s.preferences.put(id, &value)
     })
     .await?;
     Ok(HttpResponse::Ok().json(Preferences { preferences }))
+}
+
+/// Whether a key or a string anywhere in `value` holds U+0000.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .any(|(key, item)| key.contains('\0') || holds_nul(item)),
+        _ => false,
+    }
 }
 
 /// `GET /users/me/onboarding`.

@@ -7,6 +7,7 @@ mod access;
 mod audit;
 mod checks;
 mod credentials;
+mod fuzz;
 mod logs;
 mod openapi;
 mod reload;
