@@ -121,11 +121,24 @@ pub trait CredentialRepository: Send + Sync {
     fn list(&self, user: UserId) -> Result<Vec<StoredCredential>, RepositoryError>;
     /// Applies every mutation in one transaction and returns the user's rows afterwards. When
     /// any compare-and-set fails, nothing changes and the error is
-    /// [`RepositoryError::Conflict`].
+    /// [`RepositoryError::Conflict`]. Same as [`CredentialRepository::apply_audited`] with no
+    /// event.
     fn apply(
         &self,
         user: UserId,
         mutations: &[CredentialMutation],
+    ) -> Result<Vec<StoredCredential>, RepositoryError> {
+        self.apply_audited(user, mutations, &[])
+    }
+    /// Applies every mutation and records `events` in **one** transaction, so that a change and
+    /// its audit record are committed together or not at all; returns the user's rows
+    /// afterwards. When any compare-and-set fails, nothing changes (no event either) and the
+    /// error is [`RepositoryError::Conflict`].
+    fn apply_audited(
+        &self,
+        user: UserId,
+        mutations: &[CredentialMutation],
+        events: &[AuditEvent],
     ) -> Result<Vec<StoredCredential>, RepositoryError>;
     /// Deletes a row whatever its version; `false` when there was none.
     fn delete(&self, user: UserId, broker: &BrokerId) -> Result<bool, RepositoryError>;

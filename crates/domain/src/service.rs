@@ -154,13 +154,12 @@ impl CredentialService {
                 return Ok(self.statuses(cipher, ctx, &stored));
             }
             let mutations = self.seal(cipher, target, &stored, plan)?;
-            match self.credentials.apply(target, &mutations) {
-                Ok(rows) => {
-                    for mutation in &mutations {
-                        self.record_mutation(ctx, target, mutation);
-                    }
-                    return Ok(self.statuses(cipher, ctx, &rows));
-                }
+            let events: Vec<AuditEvent> = mutations
+                .iter()
+                .map(|mutation| self.mutation_event(ctx, target, mutation))
+                .collect();
+            match self.credentials.apply_audited(target, &mutations, &events) {
+                Ok(rows) => return Ok(self.statuses(cipher, ctx, &rows)),
                 Err(RepositoryError::Conflict(_)) => continue,
                 Err(other) => return Err(other.into()),
             }
@@ -345,29 +344,48 @@ impl CredentialService {
             .collect()
     }
 
-    fn record_mutation(&self, ctx: &RequestContext, target: UserId, mutation: &CredentialMutation) {
-        match mutation {
-            CredentialMutation::Write(write) => self.record(
-                ctx,
-                target,
+    /// The audit event of one mutation, written in the same transaction as the mutation.
+    fn mutation_event(
+        &self,
+        ctx: &RequestContext,
+        target: UserId,
+        mutation: &CredentialMutation,
+    ) -> AuditEvent {
+        let (action, broker, key_id) = match mutation {
+            CredentialMutation::Write(write) => (
                 AuditAction::Write,
-                Some(&write.broker),
-                "success",
+                &write.broker,
                 Some(write.key_id.clone()),
             ),
-            CredentialMutation::Delete { broker, .. } => self.record(
-                ctx,
-                target,
-                AuditAction::Delete,
-                Some(broker),
-                "success",
-                None,
-            ),
+            CredentialMutation::Delete { broker, .. } => (AuditAction::Delete, broker, None),
+        };
+        self.event(ctx, target, action, Some(broker), "success", key_id)
+    }
+
+    fn event(
+        &self,
+        ctx: &RequestContext,
+        target: UserId,
+        action: AuditAction,
+        broker: Option<&BrokerId>,
+        outcome: &str,
+        key_id: Option<KeyId>,
+    ) -> AuditEvent {
+        AuditEvent {
+            occurred_at: self.clock.now(),
+            actor_id: ctx.actor,
+            target_user_id: target,
+            action,
+            broker: broker.map(ToString::to_string),
+            outcome: outcome.to_owned(),
+            key_id,
+            request_id: ctx.request_id.clone(),
         }
     }
 
-    /// Records an audit event; a failure to record is logged, not returned, because the change
-    /// it describes has already been committed.
+    /// Records an audit event on its own (deletes, tests, reads, binding failures); a failure
+    /// to record is logged, not returned, because the change it describes has already been
+    /// committed. Writes are audited inside their transaction instead ([`Self::update`]).
     fn record(
         &self,
         ctx: &RequestContext,
@@ -377,16 +395,7 @@ impl CredentialService {
         outcome: &str,
         key_id: Option<KeyId>,
     ) {
-        let event = AuditEvent {
-            occurred_at: self.clock.now(),
-            actor_id: ctx.actor,
-            target_user_id: target,
-            action,
-            broker: broker.map(ToString::to_string),
-            outcome: outcome.to_owned(),
-            key_id,
-            request_id: ctx.request_id.clone(),
-        };
+        let event = self.event(ctx, target, action, broker, outcome, key_id);
         if let Err(error) = self.audit.record(&event) {
             warn!(
                 "audit event {} for user {target} not recorded: {error}",
@@ -506,6 +515,51 @@ mod tests {
     }
 
     #[test]
+    fn writes_are_audited_inside_their_transaction() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list()
+            .returning(|_| Ok(vec![readable_row("kraken", "k", "s", 3)]));
+        repo.expect_apply_audited()
+            .withf(|_, mutations, events| {
+                mutations.len() == 2
+                    && events.len() == 2
+                    && events.iter().all(|e| {
+                        e.target_user_id == UserId(1)
+                            && e.actor_id == Some(UserId(1))
+                            && e.request_id.as_deref() == Some("req-1")
+                            && e.outcome == "success"
+                    })
+                    && events.iter().any(|e| {
+                        e.action == AuditAction::Write
+                            && e.broker.as_deref() == Some("binance")
+                            && e.key_id.as_ref().map(KeyId::as_str) == Some("primary")
+                    })
+                    && events.iter().any(|e| {
+                        e.action == AuditAction::Delete
+                            && e.broker.as_deref() == Some("kraken")
+                            && e.key_id.is_none()
+                    })
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(vec![]));
+        // Nothing is recorded apart from the transaction.
+        let mut audit = MockAuditRepository::new();
+        audit.expect_record().never();
+        let service = CredentialService::new(Arc::new(repo), Arc::new(audit), clock());
+        service
+            .update(
+                &fake_cipher(),
+                &ctx(),
+                UserId(1),
+                vec![
+                    entry("binance", Some("new-key-1"), None),
+                    entry("kraken", Some(""), Some("")),
+                ],
+            )
+            .unwrap();
+    }
+
+    #[test]
     fn list_masks_every_stored_half() {
         let mut repo = MockCredentialRepository::new();
         repo.expect_list()
@@ -598,8 +652,8 @@ mod tests {
     fn update_encrypts_binds_and_writes_one_batch() {
         let mut repo = MockCredentialRepository::new();
         repo.expect_list().times(1).returning(|_| Ok(vec![]));
-        repo.expect_apply()
-            .withf(|user, mutations| {
+        repo.expect_apply_audited()
+            .withf(|user, mutations, _| {
                 *user == UserId(1)
                     && matches!(mutations, [CredentialMutation::Write(w)]
                         if w.expected_version.is_none()
@@ -610,7 +664,7 @@ mod tests {
                         && w.key_id.as_str() == "primary")
             })
             .times(1)
-            .returning(|_, _| Ok(vec![readable_row("binance", "abcd1234efgh", "x", 1)]));
+            .returning(|_, _, _| Ok(vec![readable_row("binance", "abcd1234efgh", "x", 1)]));
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         let list = service
@@ -633,8 +687,8 @@ mod tests {
             row.key_id = Some(KeyId::new("retired"));
             Ok(vec![row])
         });
-        repo.expect_apply()
-            .withf(|_, mutations| {
+        repo.expect_apply_audited()
+            .withf(|_, mutations, _| {
                 matches!(mutations, [CredentialMutation::Write(w)]
                     if w.expected_version == Some(4)
                     && w.version == 5
@@ -642,7 +696,7 @@ mod tests {
                     && w.api_secret_encrypted.as_deref() == Some("enc:new-secret"))
             })
             .times(1)
-            .returning(|_, _| Ok(vec![]));
+            .returning(|_, _, _| Ok(vec![]));
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         service
@@ -663,21 +717,21 @@ mod tests {
             .times(1)
             .in_sequence(&mut seq)
             .returning(|_| Ok(vec![]));
-        repo.expect_apply()
+        repo.expect_apply_audited()
             .times(1)
             .in_sequence(&mut seq)
-            .returning(|_, _| Err(RepositoryError::Conflict("lost".into())));
+            .returning(|_, _, _| Err(RepositoryError::Conflict("lost".into())));
         repo.expect_list()
             .times(1)
             .in_sequence(&mut seq)
             .returning(|_| Ok(vec![readable_row("binance", "theirs", "theirs", 1)]));
-        repo.expect_apply()
+        repo.expect_apply_audited()
             .withf(
-                |_, m| matches!(m, [CredentialMutation::Write(w)] if w.expected_version == Some(1)),
+                |_, m, _| matches!(m, [CredentialMutation::Write(w)] if w.expected_version == Some(1)),
             )
             .times(1)
             .in_sequence(&mut seq)
-            .returning(|_, _| Ok(vec![]));
+            .returning(|_, _, _| Ok(vec![]));
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         service
@@ -694,9 +748,9 @@ mod tests {
     fn endless_conflicts_end_in_a_conflict_error() {
         let mut repo = MockCredentialRepository::new();
         repo.expect_list().returning(|_| Ok(vec![]));
-        repo.expect_apply()
+        repo.expect_apply_audited()
             .times(crate::limits::MAX_WRITE_ATTEMPTS)
-            .returning(|_, _| Err(RepositoryError::Conflict("lost".into())));
+            .returning(|_, _, _| Err(RepositoryError::Conflict("lost".into())));
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         let error = service
@@ -714,7 +768,7 @@ mod tests {
     fn failed_encryption_writes_nothing() {
         let mut repo = MockCredentialRepository::new();
         repo.expect_list().returning(|_| Ok(vec![]));
-        repo.expect_apply().never();
+        repo.expect_apply_audited().never();
         let mut cipher = MockCredentialCipher::new();
         cipher
             .expect_primary_key_id()
@@ -739,7 +793,7 @@ mod tests {
     fn duplicate_brokers_write_nothing() {
         let mut repo = MockCredentialRepository::new();
         repo.expect_list().returning(|_| Ok(vec![]));
-        repo.expect_apply().never();
+        repo.expect_apply_audited().never();
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         let error = service

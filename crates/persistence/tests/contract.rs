@@ -312,6 +312,57 @@ mod contract {
 
     // --- audit -------------------------------------------------------------------------------------
 
+    pub fn audited_changes_commit_their_events_together(t: &TestDb) {
+        let creds = t.db.credentials();
+        let audit = t.db.audit();
+        let user = create_user(&t.db, "ann");
+        let event = |broker: &str| AuditEvent {
+            occurred_at: at(7),
+            actor_id: Some(user),
+            target_user_id: user,
+            action: AuditAction::Write,
+            broker: Some(broker.into()),
+            outcome: "success".into(),
+            key_id: Some(KeyId::new("k1")),
+            request_id: Some("req-a".into()),
+        };
+        let rows = creds
+            .apply_audited(
+                user,
+                &[
+                    CredentialMutation::Write(write("binance", None, Some("a1"), None)),
+                    CredentialMutation::Write(write("kraken", None, Some("a2"), None)),
+                ],
+                &[event("binance"), event("kraken")],
+            )
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        let (events, total) = audit.list(user, Page::default()).unwrap();
+        assert_eq!(total, 2);
+        assert!(events.contains(&event("binance")) && events.contains(&event("kraken")));
+
+        // A lost compare-and-set changes nothing and records nothing.
+        let lost = creds.apply_audited(
+            user,
+            &[CredentialMutation::Write(write(
+                "binance",
+                None,
+                Some("again"),
+                None,
+            ))],
+            &[event("binance")],
+        );
+        assert!(
+            matches!(lost, Err(RepositoryError::Conflict(_))),
+            "{lost:?}"
+        );
+        assert_eq!(audit.list(user, Page::default()).unwrap().1, 2);
+        assert_eq!(
+            creds.list(user).unwrap()[0].api_key_encrypted.as_deref(),
+            Some("a1")
+        );
+    }
+
     pub fn audit_events_are_listed_newest_first_by_page(t: &TestDb) {
         let audit = t.db.audit();
         let user = create_user(&t.db, "ann");
@@ -954,6 +1005,7 @@ macro_rules! contract_tests {
             onboarding_progress_round_trips,
             capabilities_are_granted_and_revoked,
             audit_events_are_listed_newest_first_by_page,
+            audited_changes_commit_their_events_together,
             new_user_has_no_credentials,
             apply_inserts_and_lists_rows_by_broker,
             write_with_the_current_version_updates_and_resets_the_test,

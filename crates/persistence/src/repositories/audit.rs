@@ -5,6 +5,7 @@ use user_service_domain::ports::AuditRepository;
 use user_service_domain::{AuditAction, AuditEvent, KeyId, Page, RepositoryError, UserId};
 
 use super::{count, limit_offset, AuditStore};
+use crate::connection::DbConnection;
 use crate::error::Failure;
 use crate::schema::credential_audit_events as events;
 use crate::sql_types::DbTime;
@@ -57,9 +58,9 @@ struct NewEventRow<'a> {
     request_id: Option<String>,
 }
 
-impl AuditRepository for AuditStore {
-    fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
-        let row = NewEventRow {
+impl<'a> NewEventRow<'a> {
+    fn of(event: &'a AuditEvent) -> Self {
+        NewEventRow {
             occurred_at: DbTime::new(event.occurred_at),
             actor_id: event.actor_id.map(|a| a.0),
             target_user_id: event.target_user_id.0,
@@ -71,12 +72,26 @@ impl AuditRepository for AuditStore {
                 .request_id
                 .as_ref()
                 .map(|id| id.chars().take(REQUEST_ID_MAX_CHARS).collect()),
-        };
+        }
+    }
+}
+
+/// Inserts `events` on `conn` (inside the caller's transaction, if any).
+pub(crate) fn insert_events(conn: &mut DbConnection, events: &[AuditEvent]) -> Result<(), Failure> {
+    // One statement per event: multi-row inserts are not portable across the two backends
+    // behind `MultiConnection`, and a request writes one event per broker it changes.
+    for event in events {
+        diesel::insert_into(events::table)
+            .values(NewEventRow::of(event))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+impl AuditRepository for AuditStore {
+    fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
         self.db.run("record audit event", |conn| {
-            diesel::insert_into(events::table)
-                .values(row)
-                .execute(conn)?;
-            Ok(())
+            insert_events(conn, std::slice::from_ref(event))
         })
     }
 

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use user_service_domain::ports::{
     CredentialMutation, CredentialRepository, CredentialWrite, KeyIdCount,
 };
-use user_service_domain::{BrokerId, KeyId, RepositoryError, StoredCredential, UserId};
+use user_service_domain::{AuditEvent, BrokerId, KeyId, RepositoryError, StoredCredential, UserId};
 
 use super::{count, CredentialStore};
 use crate::connection::DbConnection;
@@ -161,10 +161,11 @@ impl CredentialRepository for CredentialStore {
             .run("list broker credentials", |conn| rows_of(conn, user))
     }
 
-    fn apply(
+    fn apply_audited(
         &self,
         user: UserId,
         mutations: &[CredentialMutation],
+        events: &[AuditEvent],
     ) -> Result<Vec<StoredCredential>, RepositoryError> {
         self.db.write("apply broker credential changes", |conn| {
             for mutation in mutations {
@@ -176,6 +177,7 @@ impl CredentialRepository for CredentialStore {
                     } => delete_row(conn, user, broker, *expected_version)?,
                 }
             }
+            super::audit::insert_events(conn, events)?;
             rows_of(conn, user)
         })
     }
