@@ -184,7 +184,7 @@ fn ready_override_accepts_rows_on_retired_keys() {
     assert_eq!(ready.body["retired_key_rows_allowed"], false);
 
     let lenient =
-        TestServer::start_on(alias, &[("READY_ALLOW_RETIRED_KEY_ROWS", Some("true"))]).unwrap();
+        TestServer::start_on(alias, &[("READY_ALLOW_RETIRED_KEY_ROWS", Some("1"))]).unwrap();
     let ready = lenient.call("GET", "/ready", None, None);
     assert_eq!(ready.status, 200, "{}", ready.text);
     assert_eq!(ready.body["rows_on_retired_keys"], 1);
