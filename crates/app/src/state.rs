@@ -44,6 +44,8 @@ pub struct AppState {
     pub probe: Arc<dyn BrokerProbe>,
     /// Request metrics.
     pub metrics: Metrics,
+    /// Admits database work in arrival order, as many at once as the pool has connections.
+    pub db_gate: tokio::sync::Semaphore,
     tokens: RwLock<Arc<TokenCodec>>,
 }
 
@@ -83,8 +85,27 @@ pub struct Parts {
 }
 
 impl AppState {
+    /// Runs blocking database work on the blocking pool once the gate admits it. Requests wait
+    /// in the gate (first come, first served) rather than all blocking on the connection pool,
+    /// whose waiters are woken in no particular order: that unfairness is what made the slowest
+    /// requests slow under load.
+    pub async fn blocking<T, F>(state: &actix_web::web::Data<Self>, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&AppState) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let _permit = state.db_gate.acquire().await.map_err(|_| {
+            ApiError::from(user_service_domain::RepositoryError::Unavailable(
+                "shutting down".into(),
+            ))
+        })?;
+        let state = state.clone();
+        Ok(actix_web::web::block(move || work(&state)).await?)
+    }
+
     /// Assembles the state.
     pub fn new(parts: Parts) -> Self {
+        let pool_size = usize::try_from(parts.settings.database_pool_size.max(1)).unwrap_or(1);
         let credentials = CredentialService::new(
             Arc::clone(&parts.credential_store),
             Arc::clone(&parts.audit),
@@ -104,6 +125,7 @@ impl AppState {
             keys: parts.keys,
             probe: parts.probe,
             metrics: Metrics::default(),
+            db_gate: tokio::sync::Semaphore::new(pool_size),
             tokens: RwLock::new(Arc::new(parts.tokens)),
         }
     }

@@ -51,7 +51,7 @@ async fn page_of(
     query: PageQuery,
 ) -> Result<HttpResponse, ApiError> {
     let page = Page::new(query.limit, query.offset)?;
-    let (items, total) = web::block(move || state.audit.list(target, page)).await??;
+    let (items, total) = AppState::blocking(&state, move |s| s.audit.list(target, page)).await??;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(AuditPage {

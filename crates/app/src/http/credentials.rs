@@ -99,7 +99,7 @@ async fn list_for(
     target: UserId,
 ) -> Result<HttpResponse, ApiError> {
     let ring = state.ring()?;
-    let credentials = web::block(move || {
+    let credentials = AppState::blocking(&state, move |state| {
         state
             .credentials
             .list(ring.as_ref(), &context(&caller), target)
@@ -116,7 +116,7 @@ async fn update_for(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_domain()?;
     let ring = state.ring()?;
-    let credentials = web::block(move || {
+    let credentials = AppState::blocking(&state, move |state| {
         state
             .credentials
             .update(ring.as_ref(), &context(&caller), target, request)
@@ -132,7 +132,10 @@ async fn delete_for(
     broker: &str,
 ) -> Result<HttpResponse, ApiError> {
     let broker = BrokerId::parse(broker)?;
-    web::block(move || state.credentials.delete(&context(&caller), target, &broker)).await??;
+    AppState::blocking(&state, move |state| {
+        state.credentials.delete(&context(&caller), target, &broker)
+    })
+    .await??;
     Ok(HttpResponse::NoContent()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
@@ -283,8 +286,7 @@ pub async fn test_own(
 
 /// 404 `User not found` unless the user exists and is not deleted.
 pub async fn existing_user(state: &web::Data<AppState>, id: UserId) -> Result<UserId, ApiError> {
-    let state = state.clone();
-    match web::block(move || state.users.get(id)).await? {
+    match AppState::blocking(state, move |state| state.users.get(id)).await? {
         Ok(_) => Ok(id),
         Err(user_service_domain::RepositoryError::NotFound) => {
             Err(ApiError::not_found("User not found"))

@@ -19,8 +19,7 @@ where
     T: Send + 'static,
     F: FnOnce(&AppState) -> Result<T, RepositoryError> + Send + 'static,
 {
-    let state = state.clone();
-    match web::block(move || call(&state)).await? {
+    match AppState::blocking(state, call).await? {
         Ok(value) => Ok(value),
         Err(RepositoryError::NotFound) => Err(ApiError::not_found("User not found")),
         Err(RepositoryError::Conflict(_)) => Err(ApiError::new(
