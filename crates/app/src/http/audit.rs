@@ -55,12 +55,7 @@ async fn page_of(
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(AuditPage {
-            pagination: Pagination {
-                total,
-                count: items.len(),
-                limit: page.limit,
-                offset: page.offset,
-            },
+            pagination: Pagination::new(page, items.len(), total),
             items,
         }))
 }

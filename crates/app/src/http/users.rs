@@ -131,6 +131,18 @@ pub struct Pagination {
     pub offset: u64,
 }
 
+impl Pagination {
+    /// Where `count` items of `page` lie among `total`.
+    pub fn new(page: Page, count: usize, total: u64) -> Self {
+        Self {
+            total,
+            count,
+            limit: page.limit,
+            offset: page.offset,
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 struct UserPage {
     items: Vec<User>,
@@ -148,12 +160,7 @@ pub async fn list(
     let page = Page::new(query.limit, query.offset)?;
     let (items, total) = run(&state, move |s| s.users.list(page)).await?;
     Ok(HttpResponse::Ok().json(UserPage {
-        pagination: Pagination {
-            total,
-            count: items.len(),
-            limit: page.limit,
-            offset: page.offset,
-        },
+        pagination: Pagination::new(page, items.len(), total),
         items,
     }))
 }

@@ -89,6 +89,26 @@ impl TestDatabase {
         }
     }
 
+    /// Runs `query` on this database and loads its rows.
+    fn load<R>(&self, query: &str) -> Vec<R>
+    where
+        R: diesel::QueryableByName<diesel::sqlite::Sqlite>
+            + diesel::QueryableByName<diesel::pg::Pg>
+            + 'static,
+    {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
+                diesel::sql_query(query).load(&mut conn).expect("query")
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::establish(&self.url).expect("open postgres");
+                diesel::sql_query(query).load(&mut conn).expect("query")
+            }
+        }
+    }
+
     /// Counts rows matching a SQL condition on `user_broker_credentials`.
     pub fn count_credentials(&self, condition: &str) -> i64 {
         use diesel::sql_types::BigInt;
@@ -100,17 +120,7 @@ impl TestDatabase {
         let query = format!(
             "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM user_broker_credentials WHERE {condition}"
         );
-        let rows: Vec<Count> = match self.backend {
-            Backend::Sqlite => {
-                let path = self.url.trim_start_matches("sqlite://");
-                let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
-                diesel::sql_query(query).load(&mut conn).expect("query")
-            }
-            Backend::Postgres => {
-                let mut conn = PgConnection::establish(&self.url).expect("open postgres");
-                diesel::sql_query(query).load(&mut conn).expect("query")
-            }
-        };
+        let rows: Vec<Count> = self.load(&query);
         rows[0].n
     }
 
@@ -130,17 +140,7 @@ impl TestDatabase {
         }
         let query = "SELECT CAST(user_id AS BIGINT) AS user_id, broker, api_key_encrypted, \
                      api_secret_encrypted FROM user_broker_credentials ORDER BY user_id, broker";
-        let rows: Vec<Row> = match self.backend {
-            Backend::Sqlite => {
-                let path = self.url.trim_start_matches("sqlite://");
-                let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
-                diesel::sql_query(query).load(&mut conn).expect("query")
-            }
-            Backend::Postgres => {
-                let mut conn = PgConnection::establish(&self.url).expect("open postgres");
-                diesel::sql_query(query).load(&mut conn).expect("query")
-            }
-        };
+        let rows: Vec<Row> = self.load(query);
         rows.into_iter()
             .map(|r| {
                 (
@@ -164,17 +164,7 @@ impl TestDatabase {
             key_id: Option<String>,
         }
         let query = "SELECT broker, key_id FROM user_broker_credentials ORDER BY user_id, broker";
-        let rows: Vec<Row> = match self.backend {
-            Backend::Sqlite => {
-                let path = self.url.trim_start_matches("sqlite://");
-                let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
-                diesel::sql_query(query).load(&mut conn).expect("query")
-            }
-            Backend::Postgres => {
-                let mut conn = PgConnection::establish(&self.url).expect("open postgres");
-                diesel::sql_query(query).load(&mut conn).expect("query")
-            }
-        };
+        let rows: Vec<Row> = self.load(query);
         rows.into_iter()
             .map(|r| (r.broker, r.key_id.unwrap_or_default()))
             .collect()
