@@ -103,6 +103,9 @@ pub struct Settings {
     /// `READY_ALLOW_RETIRED_KEY_ROWS`: `/ready` stays 200 while rows remain under a key that
     /// is no longer configured (default off; see docs/operations.md).
     pub ready_allow_retired_key_rows: bool,
+    /// `BROKER_CREDENTIALS_REQUIRE_BINDING`: rows without a binding tag read as undecryptable
+    /// (default off: the Python service writes none; turn on once `keys rotate` bound them all).
+    pub broker_credentials_require_binding: bool,
 }
 
 /// Names of the settings, as read from the environment (lower-cased).
@@ -132,6 +135,7 @@ const FIELDS: &[&str] = &[
     "broker_probe_alpaca_url",
     "broker_probe_timeout_secs",
     "ready_allow_retired_key_rows",
+    "broker_credentials_require_binding",
 ];
 
 /// The configuration could not be read.
@@ -163,6 +167,7 @@ impl Settings {
             .and_then(|b| b.set_default("broker_probe_alpaca_url", "https://api.alpaca.markets"))
             .and_then(|b| b.set_default("broker_probe_timeout_secs", 5))
             .and_then(|b| b.set_default("ready_allow_retired_key_rows", false))
+            .and_then(|b| b.set_default("broker_credentials_require_binding", false))
             .map_err(|e| SettingsError(e.to_string()))?;
         if let Ok(path) = std::env::var("USER_SERVICE_CONFIG") {
             builder = builder.add_source(config::File::new(&path, config::FileFormat::Toml));
@@ -205,7 +210,7 @@ impl Settings {
     /// One line describing the effective configuration, secrets redacted.
     pub fn summary(&self) -> String {
         format!(
-            "app_env={:?} bind={}:{} database={} pool={} run_migrations={} key_required={} \
+            "app_env={:?} bind={}:{} database={} pool={} run_migrations={} key_required={} require_binding={} \
              secret_manager={} entitlements={:?} auth_mode={:?} log_format={:?} max_body_bytes={}",
             self.app_env,
             self.host,
@@ -214,6 +219,7 @@ impl Settings {
             self.database_pool_size,
             self.run_migrations(),
             self.key_required(),
+            self.broker_credentials_require_binding,
             self.secret_manager_provider,
             self.entitlements_provider,
             self.auth_mode,

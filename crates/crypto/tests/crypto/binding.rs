@@ -90,6 +90,21 @@ fn rows_written_by_python_without_a_binding_pass() {
 }
 
 #[test]
+fn a_ring_refusing_unbound_rows_rejects_a_stripped_tag_and_keeps_bound_rows() {
+    let ring = ring(KEY_A).refusing_unbound_rows();
+    assert!(!ring.accepts_unbound_rows());
+    let legacy = row(1, "binance", 0, Some(TOKEN_1), Some(TOKEN_2));
+    assert!(!ring.verify_binding(&legacy));
+    // An attacker copies B's ciphertext into A's row and strips the tag: refused.
+    let mut swapped = row(1, "binance", 3, Some(TOKEN_3), Some(TOKEN_4));
+    swapped.key_id = None;
+    assert!(!ring.verify_binding(&swapped));
+    let bound = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    assert!(ring.verify_binding(&bound));
+    assert!(format!("{ring:?}").contains("accept_unbound: false"));
+}
+
+#[test]
 fn bind_uses_the_primary_key() {
     let input_row = row(7, "alpaca", 2, Some(TOKEN_1), None);
     let input = input_row.binding_input();
