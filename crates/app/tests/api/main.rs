@@ -10,6 +10,7 @@ mod credentials;
 mod fuzz;
 mod logs;
 mod openapi;
+mod outage;
 mod reload;
 mod rotation;
 mod smoke;

@@ -190,6 +190,21 @@ impl TestDatabase {
     }
 }
 
+/// Runs a statement on the PostgreSQL server as the administrator (outside the test's database).
+pub fn admin_execute(sql: &str) {
+    let mut conn = PgConnection::establish(&admin_url()).expect("admin connection");
+    diesel::sql_query(sql)
+        .execute(&mut conn)
+        .expect("admin statement");
+}
+
+impl TestDatabase {
+    /// The name of the PostgreSQL database of this test (`None` on SQLite).
+    pub fn pg_name(&self) -> Option<&str> {
+        self.pg_name.as_deref()
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some(name) = &self.pg_name {
