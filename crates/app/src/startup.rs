@@ -181,13 +181,7 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     ));
     Ok(AppState::new(Parts {
         settings,
-        database,
-        credential_store: repositories.credentials,
-        users: repositories.users,
-        preferences: repositories.preferences,
-        onboarding: repositories.onboarding,
-        capabilities: repositories.capabilities,
-        audit: repositories.audit,
+        repositories,
         entitlements,
         keys: Arc::new(KeyHolder::new(key_status)),
         tokens,

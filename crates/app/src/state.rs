@@ -15,13 +15,12 @@ use crate::error::ApiError;
 use crate::keys::KeyHolder;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
+use crate::startup::Repositories;
 
 /// The application state, built once by [`crate::startup`].
 pub struct AppState {
     /// Effective configuration.
     pub settings: Settings,
-    /// The database (for readiness).
-    pub database: user_service_persistence::Database,
     /// Credential use cases.
     pub credentials: CredentialService,
     /// Credential rows (readiness counts per key id).
@@ -60,20 +59,8 @@ impl std::fmt::Debug for AppState {
 pub struct Parts {
     /// Effective configuration.
     pub settings: Settings,
-    /// The database.
-    pub database: user_service_persistence::Database,
-    /// Credential rows.
-    pub credential_store: Arc<dyn CredentialRepository>,
-    /// User profiles.
-    pub users: Arc<dyn UserRepository>,
-    /// Preferences.
-    pub preferences: Arc<dyn PreferenceRepository>,
-    /// Onboarding progress.
-    pub onboarding: Arc<dyn OnboardingRepository>,
-    /// Capability grants.
-    pub capabilities: Arc<dyn CapabilityRepository>,
-    /// Audit events.
-    pub audit: Arc<dyn AuditRepository>,
+    /// Every repository over that database.
+    pub repositories: Repositories,
     /// Entitlements, cached.
     pub entitlements: Arc<CachedEntitlements>,
     /// The key ring.
@@ -106,21 +93,28 @@ impl AppState {
     /// Assembles the state.
     pub fn new(parts: Parts) -> Self {
         let pool_size = usize::try_from(parts.settings.database_pool_size.max(1)).unwrap_or(1);
+        let Repositories {
+            credentials: credential_store,
+            users,
+            preferences,
+            onboarding,
+            capabilities,
+            audit,
+        } = parts.repositories;
         let credentials = CredentialService::new(
-            Arc::clone(&parts.credential_store),
-            Arc::clone(&parts.audit),
+            Arc::clone(&credential_store),
+            Arc::clone(&audit),
             Arc::new(user_service_domain::ports::SystemClock),
         );
         Self {
             settings: parts.settings,
-            database: parts.database,
             credentials,
-            credential_store: parts.credential_store,
-            users: parts.users,
-            preferences: parts.preferences,
-            onboarding: parts.onboarding,
-            capabilities: parts.capabilities,
-            audit: parts.audit,
+            credential_store,
+            users,
+            preferences,
+            onboarding,
+            capabilities,
+            audit,
             entitlements: parts.entitlements,
             keys: parts.keys,
             probe: parts.probe,

@@ -199,6 +199,29 @@ impl Default for Page {
     }
 }
 
+/// Checks a preferences document before it is stored: any JSON object, except that no key or
+/// string may hold U+0000, which PostgreSQL's `jsonb` cannot store (refused on every backend
+/// alike, so that both behave the same).
+pub fn check_preferences(value: &serde_json::Value) -> Result<(), ValidationError> {
+    fn holds_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => text.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(holds_nul),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .any(|(key, item)| key.contains('\0') || holds_nul(item)),
+            _ => false,
+        }
+    }
+    if holds_nul(value) {
+        return Err(ValidationError::Invalid {
+            field: "preferences",
+            reason: "must not contain the character U+0000",
+        });
+    }
+    Ok(())
+}
+
 /// Onboarding steps, in order.
 pub const ONBOARDING_STEPS: [&str; 3] = ["account-profile", "api-keys", "execution-mode"];
 
@@ -286,6 +309,18 @@ mod tests {
         assert_eq!(progress.current_step, "execution-mode");
         assert_eq!(progress.completed_steps, ["account-profile", "api-keys"]);
         assert!(progress.complete("unknown").is_err());
+    }
+
+    #[test]
+    fn preferences_refuse_nul_anywhere() {
+        assert!(check_preferences(&serde_json::json!({"a": [1, "x"], "b": {"c": null}})).is_ok());
+        for bad in [
+            serde_json::json!({"a": "x\u{0}"}),
+            serde_json::json!({"a": ["\u{0}"]}),
+            serde_json::json!({"\u{0}": 1}),
+        ] {
+            assert!(check_preferences(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

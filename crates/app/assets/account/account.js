@@ -388,30 +388,27 @@
 
   function onSignIn(event) {
     event.preventDefault();
-    var email = $('signin-email').value.trim();
-    var password = $('signin-password').value;
-    $('signin-password').value = '';
-    say('info', t('loading'));
-    send('POST', '/auth/login', { email: email, password: password }).then(function (answer) {
-      if (answer.status !== 200) throw new ApiError(answer.status, answer.data, answer.retryAfter);
-      return startSession(answer.data);
-    }).catch(function (error) {
-      report(error, 'login');
-      $('signin-password').focus();
-    });
+    signIn({ form: 'signin', path: '/auth/login', status: 200, context: 'login', clearPassword: true });
   }
 
   function onRegister(event) {
     event.preventDefault();
-    var email = $('register-email').value.trim();
-    var password = $('register-password').value;
+    signIn({ form: 'register', path: '/auth/register', status: 201, context: 'register', welcome: t('welcome') });
+  }
+
+  // Sends the e-mail and password of one of the two forms and starts the session it answers.
+  // The login form forgets the password at once; the register form keeps it for a correction.
+  function signIn(how) {
+    var email = $(how.form + '-email').value.trim();
+    var password = $(how.form + '-password').value;
+    if (how.clearPassword) $(how.form + '-password').value = '';
     say('info', t('loading'));
-    send('POST', '/auth/register', { email: email, password: password }).then(function (answer) {
-      if (answer.status !== 201) throw new ApiError(answer.status, answer.data, answer.retryAfter);
-      return startSession(answer.data, t('welcome'));
+    send('POST', how.path, { email: email, password: password }).then(function (answer) {
+      if (answer.status !== how.status) throw new ApiError(answer.status, answer.data, answer.retryAfter);
+      return startSession(answer.data, how.welcome);
     }).catch(function (error) {
-      report(error, 'register');
-      $('register-password').focus();
+      report(error, how.context);
+      $(how.form + '-password').focus();
     });
   }
 

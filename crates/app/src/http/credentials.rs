@@ -286,11 +286,6 @@ pub async fn test_own(
 
 /// 404 `User not found` unless the user exists and is not deleted.
 pub async fn existing_user(state: &web::Data<AppState>, id: UserId) -> Result<UserId, ApiError> {
-    match AppState::blocking(state, move |state| state.users.get(id)).await? {
-        Ok(_) => Ok(id),
-        Err(user_service_domain::RepositoryError::NotFound) => {
-            Err(ApiError::not_found("User not found"))
-        }
-        Err(other) => Err(other.into()),
-    }
+    crate::http::users::run(state, move |s| s.users.get(id)).await?;
+    Ok(id)
 }

@@ -195,9 +195,8 @@ pub async fn refresh(
     if verified.kind != TokenKind::Refresh {
         return Err(ApiError::unauthorized("Invalid token"));
     }
-    let users = Arc::clone(&state.users);
     let id = verified.user_id;
-    match web::block(move || users.get(id)).await? {
+    match AppState::blocking(&state, move |s| s.users.get(id)).await? {
         Ok(user) => Ok(token_pair(&state, user.id, StatusCode::OK)),
         Err(RepositoryError::NotFound) => Err(ApiError::unauthorized("Invalid token")),
         Err(other) => Err(other.into()),
@@ -206,15 +205,11 @@ pub async fn refresh(
 
 /// `GET /auth/me` (bearer access token) → the caller's profile.
 pub async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let users = Arc::clone(&state.users);
     let id = caller.user_id;
-    match web::block(move || users.get(id)).await? {
-        Ok(user) => Ok(HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(user)),
-        Err(RepositoryError::NotFound) => Err(ApiError::not_found("User not found")),
-        Err(other) => Err(other.into()),
-    }
+    let user = super::users::run(&state, move |s| s.users.get(id)).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(user))
 }
 
 /// The address a sign-in attempt is counted against: the TCP peer (a forwarded-for header is

@@ -14,7 +14,7 @@ use crate::state::AppState;
 
 /// Runs a repository call on the blocking pool, answering `404 User not found` for a missing or
 /// deleted user.
-async fn run<T, F>(state: &web::Data<AppState>, call: F) -> Result<T, ApiError>
+pub(crate) async fn run<T, F>(state: &web::Data<AppState>, call: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&AppState) -> Result<T, RepositoryError> + Send + 'static,
@@ -193,10 +193,7 @@ pub async fn delete_me(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let id = caller.user_id;
-    run(&state, move |s| s.users.soft_delete(id)).await?;
-    state.entitlements.invalidate(id);
-    Ok(HttpResponse::NoContent().finish())
+    soft_delete(&state, caller.user_id).await
 }
 
 /// `GET /users/{user_id}` (operators).
@@ -233,8 +230,12 @@ pub async fn delete_user(
     _caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = UserId(id.into_inner());
-    run(&state, move |s| s.users.soft_delete(id)).await?;
+    soft_delete(&state, UserId(id.into_inner())).await
+}
+
+/// Soft-deletes `id` and forgets its cached capabilities at once.
+async fn soft_delete(state: &web::Data<AppState>, id: UserId) -> Result<HttpResponse, ApiError> {
+    run(state, move |s| s.users.soft_delete(id)).await?;
     state.entitlements.invalidate(id);
     Ok(HttpResponse::NoContent().finish())
 }
@@ -294,32 +295,13 @@ pub async fn put_preferences(
 ) -> Result<HttpResponse, ApiError> {
     let id = caller.user_id;
     let value = serde_json::Value::Object(body.into_inner().preferences);
-    if holds_nul(&value) {
-        // PostgreSQL's jsonb cannot store U+0000; refuse it on every backend alike.
-        return Err(user_service_domain::ValidationError::Invalid {
-            field: "preferences",
-            reason: "must not contain the character U+0000",
-        }
-        .into());
-    }
+    user_service_domain::user::check_preferences(&value)?;
     let preferences = run(&state, move |s| {
         s.users.get(id)?;
         s.preferences.put(id, &value)
     })
     .await?;
     Ok(HttpResponse::Ok().json(Preferences { preferences }))
-}
-
-/// Whether a key or a string anywhere in `value` holds U+0000.
-fn holds_nul(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::String(text) => text.contains('\0'),
-        serde_json::Value::Array(items) => items.iter().any(holds_nul),
-        serde_json::Value::Object(map) => map
-            .iter()
-            .any(|(key, item)| key.contains('\0') || holds_nul(item)),
-        _ => false,
-    }
 }
 
 /// `GET /users/me/onboarding`.

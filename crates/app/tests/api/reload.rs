@@ -12,6 +12,39 @@ const PATH: &str = "/users/me/broker-credentials";
 const RELOADED: &str = "reloaded the key ring";
 const REFUSED: &str = "reload refused";
 
+/// A mounted secret file (`NAME_FILE`) that the test rewrites before sending `SIGHUP`.
+struct Mounted {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Mounted {
+    fn write(&self, content: &str) {
+        std::fs::write(&self.path, content).unwrap();
+    }
+}
+
+/// A server reading the secret `name` from a mounted file holding `content` (the variable
+/// itself unset), with `extra` settings; `None` when its database is unavailable.
+fn serve_mounted(
+    name: &str,
+    content: &str,
+    extra: &[(&str, Option<&str>)],
+) -> Option<(Mounted, TestServer)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = Mounted {
+        path: dir.path().join("mounted.secret"),
+        _dir: dir,
+    };
+    mounted.write(content);
+    let file_variable = format!("{name}_FILE");
+    let path = mounted.path.to_str().unwrap().to_owned();
+    let mut overrides = vec![(name, None), (file_variable.as_str(), Some(path.as_str()))];
+    overrides.extend_from_slice(extra);
+    let server = TestServer::start(Backend::Sqlite, &overrides)?;
+    Some((mounted, server))
+}
+
 fn primary(server: &TestServer) -> String {
     let ready = server.call("GET", "/ready", None, None);
     ready.body["primary_key_id"].as_str().unwrap().to_owned()
@@ -19,19 +52,10 @@ fn primary(server: &TestServer) -> String {
 
 #[test]
 fn sighup_reloads_the_ring_from_a_mounted_file_and_refuses_a_bad_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("encryption.key");
-    std::fs::write(&key_file, format!("{TEST_KEY}\n")).unwrap();
-    let key_file_str = key_file.to_str().unwrap().to_owned();
-    let Some(server) = TestServer::start(
-        Backend::Sqlite,
-        &[
-            ("BROKER_CREDENTIALS_ENCRYPTION_KEY", None),
-            (
-                "BROKER_CREDENTIALS_ENCRYPTION_KEY_FILE",
-                Some(&key_file_str),
-            ),
-        ],
+    let Some((key_file, server)) = serve_mounted(
+        "BROKER_CREDENTIALS_ENCRYPTION_KEY",
+        &format!("{TEST_KEY}\n"),
+        &[],
     ) else {
         return;
     };
@@ -64,12 +88,12 @@ fn sighup_reloads_the_ring_from_a_mounted_file_and_refuses_a_bad_one() {
         });
 
         // Promote a new key: the ring becomes [OTHER, TEST].
-        std::fs::write(&key_file, format!("{OTHER_KEY},{TEST_KEY}\n")).unwrap();
+        key_file.write(&format!("{OTHER_KEY},{TEST_KEY}\n"));
         server.hang_up();
         server.wait_lines(RELOADED, 1);
 
         // A broken file is refused; the running ring stays.
-        std::fs::write(&key_file, "not-a-fernet-key\n").unwrap();
+        key_file.write("not-a-fernet-key\n");
         server.hang_up();
         server.wait_lines(REFUSED, 1);
         stop.store(true, Ordering::Relaxed);
@@ -129,20 +153,10 @@ fn sighup_reloads_the_ring_from_a_mounted_file_and_refuses_a_bad_one() {
 
 #[test]
 fn sighup_fixes_a_misconfigured_key_without_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("encryption.key");
-    std::fs::write(&key_file, "").unwrap();
-    let key_file_str = key_file.to_str().unwrap().to_owned();
-    let Some(server) = TestServer::start(
-        Backend::Sqlite,
-        &[
-            ("BROKER_CREDENTIALS_ENCRYPTION_KEY", None),
-            (
-                "BROKER_CREDENTIALS_ENCRYPTION_KEY_FILE",
-                Some(&key_file_str),
-            ),
-            ("BROKER_CREDENTIALS_KEY_REQUIRED", Some("0")),
-        ],
+    let Some((key_file, server)) = serve_mounted(
+        "BROKER_CREDENTIALS_ENCRYPTION_KEY",
+        "",
+        &[("BROKER_CREDENTIALS_KEY_REQUIRED", Some("0"))],
     ) else {
         return;
     };
@@ -150,7 +164,7 @@ fn sighup_fixes_a_misconfigured_key_without_restart() {
     assert_eq!(server.call("GET", PATH, Some(&token), None).status, 503);
     assert_eq!(server.call("GET", "/ready", None, None).status, 503);
 
-    std::fs::write(&key_file, TEST_KEY).unwrap();
+    key_file.write(TEST_KEY);
     server.hang_up();
     server.wait_lines(RELOADED, 1);
     assert_eq!(server.call("GET", PATH, Some(&token), None).status, 200);
@@ -193,23 +207,17 @@ fn ready_override_accepts_rows_on_retired_keys() {
 
 #[test]
 fn sighup_reloads_the_jwt_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("jwt.secret");
-    std::fs::write(&secret_file, "first-jwt-secret-first-jwt-secret-0001\n").unwrap();
-    let secret_file_str = secret_file.to_str().unwrap().to_owned();
-    let Some(server) = TestServer::start(
-        Backend::Sqlite,
-        &[
-            ("JWT_SECRET", None),
-            ("JWT_SECRET_FILE", Some(&secret_file_str)),
-        ],
+    let Some((secret_file, server)) = serve_mounted(
+        "JWT_SECRET",
+        "first-jwt-secret-first-jwt-secret-0001\n",
+        &[],
     ) else {
         return;
     };
     let (_, old_token) = server.user("jwt@example.com", false);
     assert_eq!(server.call("GET", PATH, Some(&old_token), None).status, 200);
 
-    std::fs::write(&secret_file, "second-jwt-secret-second-jwt-secret-02\n").unwrap();
+    secret_file.write("second-jwt-secret-second-jwt-secret-02\n");
     server.hang_up();
     server.wait_lines(RELOADED, 1);
     // Tokens signed with the old secret are refused; tokens signed with the new one pass.

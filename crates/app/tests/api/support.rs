@@ -398,31 +398,27 @@ impl TestServer {
     /// Everything the process printed, once a line containing `needle` has arrived (the reader
     /// threads may lag behind the answer the test just received). Panics after 10 s.
     pub fn output_with(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let output = self.output();
-            if output.contains(needle) {
-                return output;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line containing {needle:?} in:\n{output}"
-            );
-            std::thread::yield_now();
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.wait_lines(needle, 1);
+        self.output()
     }
 
-    /// Runs a command of the same binary with the server's environment; returns stdout.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(binary())
+    /// A command of the same binary with the server's environment (migrations off: the server
+    /// applied them) plus `overrides`.
+    fn command(&self, args: &[&str], overrides: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(binary());
+        command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUN_MIGRATIONS", "0")
-            .output()
-            .expect("run user-service");
+            .envs(overrides.iter().copied());
+        command
+    }
+
+    /// Runs a command of the same binary with the server's environment; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = self.command(args, &[]).output().expect("run user-service");
         assert!(
             out.status.success(),
             "user-service {args:?} failed ({}): {}\nstdout: {}",
@@ -436,26 +432,14 @@ impl TestServer {
     /// Runs a command of the same binary with the server's environment plus `overrides`;
     /// returns the whole output, whatever the exit status.
     pub fn cli_with(&self, args: &[&str], overrides: &[(&str, &str)]) -> std::process::Output {
-        Command::new(binary())
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("RUN_MIGRATIONS", "0")
-            .envs(overrides.iter().copied())
+        self.command(args, overrides)
             .output()
             .expect("run user-service")
     }
 
     /// Spawns a command of the same binary (for tests that kill it).
     pub fn spawn_cli(&self, args: &[&str], overrides: &[(&str, &str)]) -> Child {
-        Command::new(binary())
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("RUN_MIGRATIONS", "0")
-            .envs(overrides.iter().copied())
+        self.command(args, overrides)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
