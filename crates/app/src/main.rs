@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use user_service::cli::{self, Cli, Command};
-use user_service::settings::{AppEnv, Settings};
+use user_service::config::{AppEnv, Settings};
 use user_service::startup::{build_state, Application};
+use user_service_domain::chain;
 
 fn main() -> ExitCode {
     let args = Cli::parse();
@@ -17,46 +18,49 @@ fn main() -> ExitCode {
         }
     };
     user_service::telemetry::init(settings.log_format);
-    match args.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings),
-        command => {
-            let mut stdout = std::io::stdout().lock();
-            match cli::run(command, &settings, &mut stdout) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("user-service: {error}");
-                    ExitCode::FAILURE
+    actix_web::rt::System::new().block_on(async move {
+        match args.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(settings).await,
+            command => {
+                let mut stdout = std::io::stdout().lock();
+                match cli::run(command, &settings, &mut stdout).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        eprintln!("user-service: {error}");
+                        ExitCode::FAILURE
+                    }
                 }
             }
         }
-    }
+    })
 }
 
-fn serve(settings: Settings) -> ExitCode {
+async fn serve(settings: Settings) -> ExitCode {
     log::info!("configuration: {}", settings.summary());
     let local = settings.app_env == AppEnv::Local;
-    let state = match build_state(settings) {
-        Ok(state) => state,
+    let started = async {
+        let state = build_state(settings).await?;
+        Application::build(state)
+    };
+    let app = match started.await {
+        Ok(app) => app,
         Err(error) => {
-            log::error!("cannot start: {error}");
-            eprintln!("user-service: {error}");
+            let line = chain(&error);
+            log::error!("cannot start: {line}");
+            eprintln!("user-service: {line}");
             return ExitCode::FAILURE;
         }
     };
-    let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(state)?;
-        let host = app.state.settings.host.clone();
-        log::info!("listening on http://{host}:{}", app.port);
-        if local {
-            log::info!(
-                "get a token: cargo run -- users create --email you@example.com --print-token \
-                 (then: curl -H \"Authorization: Bearer $TOKEN\" http://{host}:{}/users/me/broker-credentials)",
-                app.port
-            );
-        }
-        app.run().await.map_err(|e| user_service::startup::StartupError::Bind(e.to_string()))
-    });
-    match result {
+    let host = app.state.settings.host.clone();
+    log::info!("listening on http://{host}:{}", app.port);
+    if local {
+        log::info!(
+            "get a token: cargo run -- users create --email you@example.com --print-token \
+             (then: curl -H \"Authorization: Bearer $TOKEN\" http://{host}:{}/users/me/broker-credentials)",
+            app.port
+        );
+    }
+    match app.run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             log::error!("server stopped: {error}");

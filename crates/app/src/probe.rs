@@ -32,6 +32,7 @@ pub struct ProbeUrls {
 }
 
 /// Calls brokers over HTTP.
+#[derive(Clone)]
 pub struct HttpBrokerProbe {
     urls: ProbeUrls,
     agent: ureq::Agent,
@@ -179,8 +180,9 @@ impl HttpBrokerProbe {
     }
 }
 
-impl BrokerProbe for HttpBrokerProbe {
-    fn probe(
+impl HttpBrokerProbe {
+    /// The blocking call to the broker.
+    pub fn check(
         &self,
         broker: &BrokerId,
         api_key: &PlainSecret,
@@ -195,11 +197,30 @@ impl BrokerProbe for HttpBrokerProbe {
     }
 }
 
-/// The French messages of the original service (SPEC §4.4).
+#[async_trait::async_trait]
+impl BrokerProbe for HttpBrokerProbe {
+    async fn probe(
+        &self,
+        broker: &BrokerId,
+        api_key: &PlainSecret,
+        api_secret: &PlainSecret,
+    ) -> ProbeStatus {
+        // The HTTP client is blocking: the call runs on the runtime's blocking threads.
+        let probe = self.clone();
+        let (broker, api_key, api_secret) = (broker.clone(), api_key.clone(), api_secret.clone());
+        tokio::task::spawn_blocking(move || probe.check(&broker, &api_key, &api_secret))
+            .await
+            .unwrap_or(ProbeStatus::NetworkError)
+    }
+}
+
+/// The French messages of the original service.
 pub fn message(broker: &BrokerId, outcome: user_service_domain::TestOutcome) -> &'static str {
     use user_service_domain::TestOutcome;
     match outcome {
-        TestOutcome::MissingKeys => "Clés API manquantes pour ce broker.",
+        TestOutcome::MissingKeys | TestOutcome::Probed(ProbeStatus::MissingCredentials) => {
+            "Clés API manquantes pour ce broker."
+        }
         TestOutcome::Probed(ProbeStatus::Ok) => "Connexion établie avec succès.",
         TestOutcome::Probed(ProbeStatus::Unauthorized) => {
             "Le broker a rejeté les identifiants fournis."
@@ -272,7 +293,7 @@ mod tests {
     #[test]
     fn binance_call_is_signed_and_ok_is_ok() {
         let (url, head) = broker_stub(200, r#"{"balances":[]}"#);
-        let status = probe_at(&url).probe(
+        let status = probe_at(&url).check(
             &broker("binance"),
             &PlainSecret::new("KEY123"),
             &PlainSecret::new("SECRET"),
@@ -301,7 +322,7 @@ mod tests {
             400,
             r#"{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}"#,
         );
-        let status = probe_at(&url).probe(
+        let status = probe_at(&url).check(
             &broker("binance"),
             &PlainSecret::new("k"),
             &PlainSecret::new("s"),
@@ -309,7 +330,7 @@ mod tests {
         assert_eq!(status, ProbeStatus::Unauthorized);
         let (url, _) = broker_stub(401, "{}");
         assert_eq!(
-            probe_at(&url).probe(
+            probe_at(&url).check(
                 &broker("binance"),
                 &PlainSecret::new("k"),
                 &PlainSecret::new("s")
@@ -322,7 +343,7 @@ mod tests {
     fn unreachable_or_failing_broker_is_a_network_error() {
         let (url, _) = broker_stub(503, "{}");
         assert_eq!(
-            probe_at(&url).probe(
+            probe_at(&url).check(
                 &broker("binance"),
                 &PlainSecret::new("k"),
                 &PlainSecret::new("s")
@@ -335,7 +356,7 @@ mod tests {
             .unwrap();
         let probe = probe_at(&format!("http://{closed}"));
         assert_eq!(
-            probe.probe(
+            probe.check(
                 &broker("alpaca"),
                 &PlainSecret::new("k"),
                 &PlainSecret::new("s")
@@ -348,7 +369,7 @@ mod tests {
     fn kraken_errors_are_read_from_the_body() {
         let secret = base64::engine::general_purpose::STANDARD.encode(b"kraken-secret");
         let (url, head) = broker_stub(200, r#"{"error":["EAPI:Invalid key"]}"#);
-        let status = probe_at(&url).probe(
+        let status = probe_at(&url).check(
             &broker("kraken"),
             &PlainSecret::new("k"),
             &PlainSecret::new(secret.clone()),
@@ -360,7 +381,7 @@ mod tests {
             .to_ascii_lowercase()
             .contains("api-sign: "));
         let (url, _) = broker_stub(200, r#"{"error":[],"result":{"ZEUR":"1.0"}}"#);
-        let status = probe_at(&url).probe(
+        let status = probe_at(&url).check(
             &broker("kraken"),
             &PlainSecret::new("k"),
             &PlainSecret::new(secret),
@@ -371,7 +392,7 @@ mod tests {
     #[test]
     fn alpaca_uses_key_headers() {
         let (url, head) = broker_stub(403, "{}");
-        let status = probe_at(&url).probe(
+        let status = probe_at(&url).check(
             &broker("alpaca"),
             &PlainSecret::new("AK"),
             &PlainSecret::new("SK"),

@@ -1,189 +1,242 @@
-//! Wiring: the one place that knows the concrete adapters. Builds the state from the settings
-//! and starts the HTTP server.
+//! Wiring: the one place that knows the concrete adapters. Builds the domain services over a
+//! database (for the server and for every command alike), the application state, and the HTTP
+//! server.
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
+use user_service_crypto::Passwords;
+use user_service_domain::entitlements::{CachedEntitlements, LocalEntitlements};
 use user_service_domain::ports::{
-    AuditRepository, CapabilityRepository, CredentialRepository, OnboardingRepository,
-    PreferenceRepository, UserRepository,
+    AuditRepository, CredentialRepository, EntitlementsProvider, SystemClock, UserRepository,
 };
-use user_service_persistence::{
-    AuditStore, CapabilityStore, CredentialStore, Database, OnboardingStore, PoolSettings,
-    PreferenceStore, UserStore,
-};
+use user_service_domain::{CredentialService, SignInService, UserPorts, UserService};
+use user_service_entitlements::RemoteEntitlements;
+use user_service_persistence::{Database, DatabaseError, PoolSettings};
 
-use crate::auth::TokenCodec;
-use crate::entitlements::{CachedEntitlements, LocalEntitlements, RemoteEntitlements};
-use crate::keys::{load_jwt_secret, load_key_ring, KeyHolder, KeyStatus};
+use crate::config::{self, EntitlementsKind, KeyHolder, KeyStatus, Secrets, Settings};
 use crate::probe::{HttpBrokerProbe, ProbeUrls};
-use crate::secrets::source_for;
-use crate::settings::{EntitlementsKind, Settings};
 use crate::state::{AppState, Parts};
 
-/// Why the service cannot start. Messages never contain a secret.
+/// Why the service (or a command) cannot start. Messages never contain a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// Configuration problem.
+    /// Configuration problem; the message names the variable, never its value.
     #[error("{0}")]
     Config(String),
     /// The database cannot be reached or migrated.
-    #[error("database: {0}")]
-    Database(String),
+    #[error("database")]
+    Database(#[from] DatabaseError),
+    /// The database's schema is missing or older than this program's migrations.
+    #[error(
+        "the database schema is behind this program ({pending} migration(s) pending, from {first}): \
+         run `user-service migrate` (or set RUN_MIGRATIONS=1)"
+    )]
+    SchemaBehind {
+        /// How many migrations are pending.
+        pending: usize,
+        /// The first of them.
+        first: String,
+    },
     /// The port cannot be bound.
-    #[error("cannot listen on {0}")]
-    Bind(String),
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// `host:port`.
+        address: String,
+        /// Why.
+        #[source]
+        cause: std::io::Error,
+    },
 }
 
-/// Connects the server's pool to the database, applying migrations when `migrate` is true.
-pub fn connect(settings: &Settings, migrate: bool) -> Result<Database, StartupError> {
+/// Connects to the database with the server's pool, applying migrations when `migrate` is true.
+pub async fn connect(settings: &Settings, migrate: bool) -> Result<Database, StartupError> {
+    connect_with(settings, pool_settings(settings), migrate).await
+}
+
+/// Connects to the database without looking at its schema (`user-service migrate`).
+pub async fn connect_unchecked(settings: &Settings) -> Result<Database, StartupError> {
     let pool = PoolSettings {
-        max_size: settings.database_pool_size,
-        ..PoolSettings::default()
+        max_size: 1,
+        ..pool_settings(settings)
     };
-    connect_with(settings, pool, migrate)
+    Ok(Database::connect(&settings.database_url, &pool).await?)
 }
 
-/// Connects a short-lived command: a small pool that opens no connection in the background,
-/// so that no pool thread is inside libpq when the process exits.
-pub fn connect_for_command(settings: &Settings, migrate: bool) -> Result<Database, StartupError> {
+/// Connects a short-lived command: a small pool.
+pub async fn connect_for_command(
+    settings: &Settings,
+    migrate: bool,
+) -> Result<Database, StartupError> {
     let pool = PoolSettings {
         max_size: 2,
-        min_idle: Some(0),
-        ..PoolSettings::default()
+        ..pool_settings(settings)
     };
-    connect_with(settings, pool, migrate)
+    connect_with(settings, pool, migrate).await
 }
 
-fn connect_with(
+fn pool_settings(settings: &Settings) -> PoolSettings {
+    PoolSettings {
+        max_size: settings.database_pool_size,
+        threads: u32::try_from(worker_count(settings)).unwrap_or(1),
+        ..PoolSettings::default()
+    }
+}
+
+/// The HTTP workers: `WORKERS`, or one per available core (actix-web's own default).
+fn worker_count(settings: &Settings) -> usize {
+    settings.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    })
+}
+
+async fn connect_with(
     settings: &Settings,
     pool: PoolSettings,
     migrate: bool,
 ) -> Result<Database, StartupError> {
-    let database = Database::connect(&settings.database_url, &pool)
-        .map_err(|e| StartupError::Database(e.to_string()))?;
+    let database = Database::connect(&settings.database_url, &pool).await?;
     if migrate {
-        let applied = database
-            .run_migrations()
-            .map_err(|e| StartupError::Database(e.to_string()))?;
-        if !applied.is_empty() {
-            log::info!("applied migrations: {}", applied.join(", "));
+        database.run_migrations().await?;
+    } else {
+        // Never serve (nor run a command) on a schema this program does not know: every query
+        // would fail with a 500 naming a missing table.
+        let pending = database.pending_migrations().await?;
+        if let Some(first) = pending.first() {
+            return Err(StartupError::SchemaBehind {
+                pending: pending.len(),
+                first: first.clone(),
+            });
         }
     }
     Ok(database)
 }
 
-/// Every repository port, implemented by the diesel adapters over one pool.
-#[allow(missing_debug_implementations)]
-pub struct Repositories {
-    /// Credential rows.
-    pub credentials: Arc<dyn CredentialRepository>,
-    /// User profiles.
-    pub users: Arc<dyn UserRepository>,
-    /// Preferences.
-    pub preferences: Arc<dyn PreferenceRepository>,
-    /// Onboarding progress.
-    pub onboarding: Arc<dyn OnboardingRepository>,
-    /// Capability grants.
-    pub capabilities: Arc<dyn CapabilityRepository>,
-    /// Audit events.
-    pub audit: Arc<dyn AuditRepository>,
+/// The domain services over one database, as the server and every command use them.
+#[derive(Clone)]
+pub struct Services {
+    /// Credential use cases.
+    pub credentials: CredentialService,
+    /// User use cases.
+    pub users: UserService,
+    /// Sign-in use cases.
+    pub sign_in: SignInService,
+    /// Credential rows, for readiness and key rotation.
+    pub credential_store: Arc<dyn CredentialRepository>,
+    /// Entitlements, cached.
+    pub entitlements: Arc<CachedEntitlements>,
 }
 
-impl Repositories {
-    /// The diesel adapters over `database`.
-    pub fn new(database: &Database) -> Self {
-        Self {
-            credentials: Arc::new(CredentialStore::new(database.clone())),
-            users: Arc::new(UserStore::new(database.clone())),
-            preferences: Arc::new(PreferenceStore::new(database.clone())),
-            onboarding: Arc::new(OnboardingStore::new(database.clone())),
-            capabilities: Arc::new(CapabilityStore::new(database.clone())),
-            audit: Arc::new(AuditStore::new(database.clone())),
-        }
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
     }
 }
 
-/// Builds the application state: secrets, key ring, database, repositories, entitlements.
-/// Refuses (before any port is bound) when the key is required and misconfigured.
-pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
-    let source = source_for(&settings.secret_manager_provider);
-    let (key_status, jwt_secret) = match &source {
-        Ok(source) => (
-            load_key_ring(&settings, source.as_ref()),
-            load_jwt_secret(&settings, source.as_ref()),
-        ),
-        Err(error) => {
-            log::error!("{}: {error}", crate::keys::MISCONFIGURED);
-            (
-                KeyStatus::Misconfigured(error.to_string()),
-                Err(error.to_string()),
-            )
-        }
-    };
-    if let KeyStatus::Misconfigured(reason) = &key_status {
+impl Services {
+    /// Wires the diesel repositories of `database`, the entitlements provider the settings name
+    /// (behind its cache), the password hasher and the clock into the domain services.
+    pub fn new(
+        database: &Database,
+        settings: &Settings,
+        secrets: &Secrets,
+    ) -> Result<Self, StartupError> {
+        let clock = Arc::new(SystemClock);
+        let users: Arc<dyn UserRepository> = Arc::new(database.users());
+        let credential_store: Arc<dyn CredentialRepository> = Arc::new(database.credentials());
+        let audit: Arc<dyn AuditRepository> = Arc::new(database.audit());
+        let capabilities = Arc::new(database.capabilities());
+        let provider: Box<dyn EntitlementsProvider> = match settings.entitlements_provider {
+            EntitlementsKind::Local => Box::new(LocalEntitlements::new(
+                Arc::clone(&users),
+                capabilities.clone(),
+            )),
+            EntitlementsKind::Remote => {
+                let url = settings.entitlements_service_url.clone().ok_or_else(|| {
+                    StartupError::Config(
+                        "ENTITLEMENTS_SERVICE_URL is required with ENTITLEMENTS_PROVIDER=remote"
+                            .into(),
+                    )
+                })?;
+                let api_key =
+                    secrets
+                        .optional("ENTITLEMENTS_SERVICE_API_KEY")
+                        .map_err(|reason| {
+                            StartupError::Config(format!(
+                                "ENTITLEMENTS_SERVICE_API_KEY cannot be read: {reason}"
+                            ))
+                        })?;
+                Box::new(RemoteEntitlements::new(
+                    &url,
+                    api_key,
+                    Duration::from_secs(2),
+                ))
+            }
+        };
+        let entitlements = Arc::new(CachedEntitlements::new(
+            provider,
+            settings.entitlements_ttl(),
+            Duration::from_secs(settings.entitlements_stale_if_error_secs),
+        ));
+        let passwords = Arc::new(Passwords);
+        let user_service = UserService::new(UserPorts {
+            users: Arc::clone(&users),
+            preferences: Arc::new(database.preferences()),
+            onboarding: Arc::new(database.onboarding()),
+            capabilities,
+            entitlements: entitlements.clone(),
+            passwords: passwords.clone(),
+            clock: clock.clone(),
+        });
+        Ok(Self {
+            credentials: CredentialService::new(Arc::clone(&credential_store), audit, clock),
+            sign_in: SignInService::new(user_service.clone(), users, passwords),
+            users: user_service,
+            credential_store,
+            entitlements,
+        })
+    }
+}
+
+/// Builds the application state: secrets, key ring, database, services. Refuses (before any
+/// port is bound) when the key is required and misconfigured.
+pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
+    let secrets = config::load(&settings);
+    if let KeyStatus::Misconfigured(reason) = &secrets.keys {
         if settings.key_required() {
             return Err(StartupError::Config(format!(
                 "{}: {reason} (BROKER_CREDENTIALS_KEY_REQUIRED is on)",
-                crate::keys::MISCONFIGURED
+                config::MISCONFIGURED
             )));
         }
         log::warn!("credential routes answer 503 until the encryption key is fixed");
     }
-    let jwt_secret = jwt_secret.map_err(StartupError::Config)?;
-    let tokens = TokenCodec::new(
-        &jwt_secret,
-        settings.jwt_issuer.clone(),
-        settings.jwt_audience.clone(),
-    );
-
-    let database = connect(&settings, settings.run_migrations())?;
-    let repositories = Repositories::new(&database);
-    let provider: Box<dyn user_service_domain::ports::EntitlementsProvider> = match settings
-        .entitlements_provider
-    {
-        EntitlementsKind::Local => Box::new(LocalEntitlements::new(
-            Arc::clone(&repositories.users),
-            Arc::clone(&repositories.capabilities),
-        )),
-        EntitlementsKind::Remote => {
-            let url = settings.entitlements_service_url.clone().ok_or_else(|| {
-                StartupError::Config(
-                    "ENTITLEMENTS_SERVICE_URL is required with ENTITLEMENTS_PROVIDER=remote".into(),
-                )
-            })?;
-            let api_key = source
-                .as_ref()
-                .ok()
-                .and_then(|s| s.fetch("ENTITLEMENTS_SERVICE_API_KEY").ok().flatten());
-            Box::new(RemoteEntitlements::new(
-                &url,
-                api_key,
-                std::time::Duration::from_secs(2),
-            ))
-        }
-    };
-    let entitlements = Arc::new(CachedEntitlements::new(
-        provider,
-        settings.entitlements_ttl(),
-        std::time::Duration::from_secs(settings.entitlements_stale_if_error_secs),
-    ));
+    let tokens = secrets
+        .token_codec(&settings)
+        .map_err(StartupError::Config)?;
+    let database = connect(&settings, settings.run_migrations()).await?;
+    let services = Services::new(&database, &settings, &secrets)?;
     let probe = Arc::new(HttpBrokerProbe::new(
         ProbeUrls {
             binance: settings.broker_probe_binance_url.clone(),
             kraken: settings.broker_probe_kraken_url.clone(),
             alpaca: settings.broker_probe_alpaca_url.clone(),
         },
-        std::time::Duration::from_secs(settings.broker_probe_timeout_secs),
+        Duration::from_secs(settings.broker_probe_timeout_secs),
     ));
     Ok(AppState::new(Parts {
         settings,
-        repositories,
-        entitlements,
-        keys: Arc::new(KeyHolder::new(key_status)),
+        database,
+        credentials: services.credentials,
+        users: services.users,
+        sign_in: services.sign_in,
+        credential_store: services.credential_store,
+        entitlements: services.entitlements,
+        keys: Arc::new(KeyHolder::new(secrets.keys)),
         tokens,
         probe,
     }))
@@ -212,18 +265,18 @@ impl Application {
     /// Binds the listener and builds the server.
     pub fn build(state: AppState) -> Result<Self, StartupError> {
         let address = format!("{}:{}", state.settings.host, state.settings.port);
-        let listener = TcpListener::bind(&address)
-            .map_err(|e| StartupError::Bind(format!("{address}: {e}")))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| StartupError::Bind(e.to_string()))?
-            .port();
+        let bind_error = |cause| StartupError::Bind {
+            address: address.clone(),
+            cause,
+        };
+        let listener = TcpListener::bind(&address).map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
         let max_body = state.settings.max_body_bytes;
-        let workers = state.settings.workers;
+        let workers = worker_count(&state.settings);
         let shutdown = state.settings.shutdown_timeout_secs;
         let state = web::Data::new(state);
         let shared = state.clone();
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(shared.clone())
                 .wrap(from_fn(crate::http::middleware::request_context))
@@ -232,10 +285,8 @@ impl Application {
         })
         .shutdown_timeout(shutdown)
         .listen(listener)
-        .map_err(|e| StartupError::Bind(e.to_string()))?;
-        if let Some(workers) = workers {
-            server = server.workers(workers);
-        }
+        .map_err(bind_error)?
+        .workers(workers);
         // Registered before the caller announces the port, so that a SIGHUP sent as soon as
         // the service is up reloads instead of killing the process.
         #[cfg(unix)]
@@ -253,7 +304,7 @@ impl Application {
     }
 
     /// Serves until SIGTERM / SIGINT (graceful: requests in flight finish). `SIGHUP` reloads
-    /// the key ring and the JWT secret ([`crate::keys::reload`]).
+    /// the key ring and the JWT secret ([`config::reload`]).
     pub async fn run(self) -> std::io::Result<()> {
         #[cfg(unix)]
         if let Some(mut hangups) = self.hangups {
@@ -262,9 +313,9 @@ impl Application {
                 while hangups.recv().await.is_some() {
                     log::info!("SIGHUP: reloading the key ring and the JWT secret");
                     let state = state.clone();
+                    // A remote secret source may be asked: off the serving threads.
                     let reloaded =
-                        actix_web::rt::task::spawn_blocking(move || crate::keys::reload(&state))
-                            .await;
+                        actix_web::rt::task::spawn_blocking(move || config::reload(&state)).await;
                     if let Err(error) = reloaded {
                         log::error!("key reload task failed: {error}");
                     }

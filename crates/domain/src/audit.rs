@@ -1,4 +1,4 @@
-//! Audit events of credential access (SPEC §6.7). An event never holds a value.
+//! Audit events of credential access. An event never holds a value.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,8 @@ pub enum AuditAction {
     BindingFailure,
     /// `keys rotate` re-encrypted a row.
     Rotate,
+    /// An operator read another account's audit trail.
+    OperatorAuditRead,
 }
 
 impl AuditAction {
@@ -36,6 +38,7 @@ impl AuditAction {
             Self::OperatorRead => "operator_read",
             Self::BindingFailure => "binding_failure",
             Self::Rotate => "rotate",
+            Self::OperatorAuditRead => "operator_audit_read",
         }
     }
 
@@ -48,6 +51,7 @@ impl AuditAction {
             Self::OperatorRead,
             Self::BindingFailure,
             Self::Rotate,
+            Self::OperatorAuditRead,
         ]
         .into_iter()
         .find(|a| a.as_str() == name)

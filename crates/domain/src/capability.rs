@@ -96,8 +96,12 @@ pub enum Action {
     OtherAccountCredentials,
     /// Create, list, change or delete other users.
     UserAdministration,
-    /// Create one's own profile (`POST /users/register`): any verified identity may.
+    /// What any verified user may do for itself without a capability (activate itself, read
+    /// its sign-in profile).
     RegisterSelf,
+    /// Register a profile (`POST /users/register`): any verified user, for itself, and any
+    /// service principal, for a new user.
+    Register,
 }
 
 impl Action {
@@ -108,8 +112,13 @@ impl Action {
             Self::OtherAccountCredentials | Self::UserAdministration => {
                 &[Capability::USE_USERS, Capability::MANAGE_USERS]
             }
-            Self::RegisterSelf => &[],
+            Self::RegisterSelf | Self::Register => &[],
         }
+    }
+
+    /// Whether a service principal may take this action.
+    pub fn admits_services(self) -> bool {
+        matches!(self, Self::Register)
     }
 }
 
@@ -122,6 +131,13 @@ pub enum AccessDenied {
     /// The operator capability is missing (message kept from the original service).
     #[error("Missing capability: {0}")]
     MissingCapability(String),
+    /// The action is reserved to the account itself and to operators (message kept from the
+    /// original service).
+    #[error("Operation not permitted")]
+    OperationNotPermitted,
+    /// A service principal asked for something only users may do.
+    #[error("Not available to service principals")]
+    ServicePrincipal,
 }
 
 /// Decides whether `held` allows `action`.
@@ -139,6 +155,20 @@ pub fn authorize(held: &Capabilities, action: Action) -> Result<(), AccessDenied
         }
     }
     Ok(())
+}
+
+/// Decides whether `principal`, holding `held`, may take `action`: a service principal holds no
+/// user capability and may only take the actions that admit services.
+pub fn authorize_principal(
+    principal: &crate::Principal,
+    held: &Capabilities,
+    action: Action,
+) -> Result<(), AccessDenied> {
+    match principal {
+        crate::Principal::Service(_) if action.admits_services() => Ok(()),
+        crate::Principal::Service(_) => Err(AccessDenied::ServicePrincipal),
+        crate::Principal::User(_) => authorize(held, action),
+    }
 }
 
 /// Whether `actor` may act on `target`'s credentials, and which action that is.
@@ -195,6 +225,28 @@ mod tests {
     #[test]
     fn registering_needs_nothing() {
         assert!(authorize(&Capabilities::none(), Action::RegisterSelf).is_ok());
+        assert!(authorize(&Capabilities::none(), Action::Register).is_ok());
+    }
+
+    #[test]
+    fn a_service_may_only_register() {
+        let service = crate::Principal::Service(crate::ServiceName::parse("auth-service").unwrap());
+        let all = caps(&["can.use_users", "can.manage_users"]);
+        assert!(authorize_principal(&service, &all, Action::Register).is_ok());
+        for action in [
+            Action::OwnAccount,
+            Action::RegisterSelf,
+            Action::UserAdministration,
+            Action::OtherAccountCredentials,
+        ] {
+            assert_eq!(
+                authorize_principal(&service, &all, action),
+                Err(AccessDenied::ServicePrincipal),
+                "{action:?}"
+            );
+        }
+        let user = crate::Principal::User(UserId(1));
+        assert!(authorize_principal(&user, &Capabilities::none(), Action::Register).is_ok());
     }
 
     #[test]

@@ -2,7 +2,13 @@
 //!
 //! Use [`ValidationError`] for a request that breaks a rule, [`RepositoryError`] in repository
 //! adapters, [`CipherError`] in cipher adapters and [`DomainError`] for what a domain service
-//! returns. Messages are for humans and never contain a secret value.
+//! returns. Messages are for humans and never contain a secret value; the underlying cause of a
+//! storage failure is kept as the error's [`source`](std::error::Error::source), so that the edge
+//! that logs it can print the whole chain once.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -59,6 +65,82 @@ impl ValidationError {
     }
 }
 
+/// The underlying failure of a storage or dependency error, kept for the logs.
+///
+/// `Display` is the adapter's description (never a value); [`source`](StdError::source) is the
+/// driver's own error when there is one. Cheap to clone; two causes are equal when they read the
+/// same.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn StdError + Send + Sync + 'static>);
+
+impl Cause {
+    /// Wraps a driver's error.
+    pub fn new(error: impl StdError + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+
+    /// A cause described by text only (no driver error behind it).
+    pub fn message(text: impl Into<String>) -> Self {
+        #[derive(Debug)]
+        struct Message(String);
+        impl fmt::Display for Message {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl StdError for Message {}
+        Self(Arc::new(Message(text.into())))
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cause({})", self.0)
+    }
+}
+
+impl StdError for Cause {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Cause {}
+
+/// Which uniqueness rule a write broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unique {
+    /// Two users with one e-mail address.
+    Email,
+    /// Two users with one id.
+    UserId,
+    /// Two credentials of one user for one broker.
+    Broker,
+}
+
+impl fmt::Display for Unique {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Email => "email",
+            Self::UserId => "user id",
+            Self::Broker => "broker",
+        })
+    }
+}
+
 /// What a repository adapter reports. Adapters translate their driver's errors into these.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -66,15 +148,56 @@ pub enum RepositoryError {
     /// The row does not exist (or the user is soft-deleted).
     #[error("not found")]
     NotFound,
-    /// A uniqueness rule was broken, or a compare-and-set lost against a concurrent writer.
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// A uniqueness rule was broken.
+    #[error("duplicate {0}")]
+    Duplicate(Unique),
+    /// A compare-and-set lost against a concurrent writer: nothing was written.
+    #[error("changed concurrently")]
+    StaleVersion,
     /// The database could not be reached or did not answer in time.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else; the message names the operation, never a value.
-    #[error("database error: {0}")]
-    Other(String),
+    #[error("database unavailable during {operation}")]
+    Unavailable {
+        /// What was being done.
+        operation: &'static str,
+        /// Why.
+        #[source]
+        cause: Cause,
+    },
+    /// The database answers but its schema is missing or older than this program's migrations.
+    #[error("database schema is behind: run `user-service migrate`")]
+    SchemaBehind,
+    /// Anything else; never a value.
+    #[error("database error during {operation}")]
+    Other {
+        /// What was being done.
+        operation: &'static str,
+        /// Why.
+        #[source]
+        cause: Cause,
+    },
+}
+
+impl RepositoryError {
+    /// An unavailable database during `operation`.
+    pub fn unavailable(operation: &'static str, cause: impl Into<String>) -> Self {
+        Self::Unavailable {
+            operation,
+            cause: Cause::message(cause),
+        }
+    }
+
+    /// An unexpected failure during `operation`.
+    pub fn other(operation: &'static str, cause: impl Into<String>) -> Self {
+        Self::Other {
+            operation,
+            cause: Cause::message(cause),
+        }
+    }
+
+    /// Whether the database could not be reached.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
 }
 
 /// What a cipher adapter reports. Messages never contain key material or plaintext.
@@ -105,15 +228,24 @@ pub enum DomainError {
     /// The thing asked for does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),
-    /// A uniqueness rule was broken, or concurrent writers kept winning.
-    #[error("{0}")]
-    Conflict(String),
+    /// A uniqueness rule was broken (an e-mail address already registered, …).
+    #[error("duplicate {0}")]
+    Duplicate(Unique),
+    /// Concurrent writers kept changing the same rows: nothing was written; retry.
+    #[error("changed concurrently; retry")]
+    Busy,
+    /// A new password breaks the policy; the message says what is missing.
+    #[error(transparent)]
+    PasswordPolicy(#[from] crate::password::PolicyViolation),
     /// The encryption key is missing or invalid.
     #[error("broker credentials encryption key is not configured")]
     KeyNotConfigured,
-    /// A dependency (database, entitlements service) is unavailable.
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
+    /// A dependency other than the database (entitlements service, …) is unavailable.
+    #[error("{0} unavailable")]
+    DependencyUnavailable(&'static str),
+    /// Storage failed (unavailable database, schema behind, unexpected error).
+    #[error(transparent)]
+    Storage(RepositoryError),
     /// An unexpected failure; the message names the operation, never a value.
     #[error("internal error: {0}")]
     Internal(String),
@@ -123,9 +255,9 @@ impl From<RepositoryError> for DomainError {
     fn from(error: RepositoryError) -> Self {
         match error {
             RepositoryError::NotFound => Self::NotFound("record"),
-            RepositoryError::Conflict(message) => Self::Conflict(message),
-            RepositoryError::Unavailable(message) => Self::Unavailable(message),
-            RepositoryError::Other(message) => Self::Internal(message),
+            RepositoryError::Duplicate(unique) => Self::Duplicate(unique),
+            RepositoryError::StaleVersion => Self::Busy,
+            other => Self::Storage(other),
         }
     }
 }
@@ -136,5 +268,56 @@ impl From<CipherError> for DomainError {
             CipherError::NotConfigured => Self::KeyNotConfigured,
             other => Self::Internal(other.to_string()),
         }
+    }
+}
+
+/// `error` followed by each of its sources, joined by `: ` — the one line to log at the edge.
+pub fn chain(error: &dyn StdError) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Wrappers that display their source again would repeat it.
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_names_the_operation_then_the_cause() {
+        let error = RepositoryError::Unavailable {
+            operation: "list broker credentials",
+            cause: Cause::new(std::io::Error::other("connection refused")),
+        };
+        assert_eq!(
+            chain(&error),
+            "database unavailable during list broker credentials: connection refused"
+        );
+        let domain = DomainError::from(error);
+        assert!(
+            chain(&domain).ends_with("list broker credentials: connection refused"),
+            "{}",
+            chain(&domain)
+        );
+    }
+
+    #[test]
+    fn a_lost_compare_and_set_is_not_a_duplicate() {
+        assert_eq!(
+            DomainError::from(RepositoryError::StaleVersion),
+            DomainError::Busy
+        );
+        assert_eq!(
+            DomainError::from(RepositoryError::Duplicate(Unique::Email)),
+            DomainError::Duplicate(Unique::Email)
+        );
     }
 }

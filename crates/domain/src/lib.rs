@@ -7,7 +7,9 @@ pub mod credential;
 pub mod entitlements;
 pub mod error;
 pub mod limits;
+pub mod password;
 pub mod ports;
+pub mod principal;
 pub mod rotation;
 pub mod secret;
 pub mod service;
@@ -19,13 +21,19 @@ mod test_support;
 
 pub use audit::{AuditAction, AuditEvent};
 pub use broker::BrokerId;
-pub use capability::{authorize, AccessDenied, Action, Capabilities, Capability};
+pub use capability::{
+    authorize, authorize_principal, AccessDenied, Action, Capabilities, Capability,
+};
 pub use credential::{
     mask, BindingInput, CredentialHealth, CredentialStatus, KeyId, StoredCredential,
 };
-pub use error::{CipherError, DomainError, RepositoryError, ValidationError};
+pub use error::{chain, Cause, CipherError, DomainError, RepositoryError, Unique, ValidationError};
+pub use principal::{Principal, ServiceName};
 pub use secret::{PlainSecret, SecretInput};
-pub use service::{CredentialService, CredentialTest, RequestContext, TestOutcome, TestResult};
+pub use service::{
+    CapabilityChange, CredentialService, CredentialTest, RequestContext, SignInService,
+    TestOutcome, TestResult, UserPorts, UserService,
+};
 pub use update::{plan_update, CredentialUpdate, HalfChange, PlannedChange};
 pub use user::{Email, NewUser, OnboardingProgress, Page, User, UserId, UserPatch};
 

@@ -24,3 +24,9 @@ pub const MAX_WRITE_ATTEMPTS: usize = 100;
 pub const MASK_CLEAR_SUFFIX: usize = 4;
 /// Character a mask replaces hidden characters with (U+2022 BULLET).
 pub const MASK_CHAR: char = '\u{2022}';
+/// Largest user id accepted, from a token's subject or an explicit registration: 2^53 - 1, the
+/// largest integer a JavaScript client reads exactly. Ids outside `1..=MAX_USER_ID` are refused,
+/// so that no request can push an id sequence to its end.
+pub const MAX_USER_ID: i64 = (1 << 53) - 1;
+/// Longest service name in a token's subject.
+pub const SERVICE_NAME_MAX_CHARS: usize = 64;

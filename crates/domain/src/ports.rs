@@ -1,11 +1,17 @@
 //! Ports: the traits adapters implement. Every port has a `mockall` mock (`MockCredentialRepository`,
 //! ...) when the `mock` feature is on, so each layer is unit-tested against mocked ports.
 //!
-//! Ports are synchronous: the persistence adapter is sync diesel, and the HTTP layer runs port
-//! calls on its blocking thread pool.
+//! Ports that do I/O (repositories, entitlements, broker probes) are asynchronous, so that an
+//! adapter can do its I/O where the request runs; pure computations (cipher, clock) and the
+//! start-up secret sources are synchronous.
+
+// The mock generated for `CredentialRepository::update` needs the object lifetime spelled out
+// in parentheses, which the lint then calls unnecessary.
+#![allow(unused_parens)]
 
 use std::fmt;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -57,7 +63,7 @@ pub struct Opened {
     pub key_id: KeyId,
 }
 
-/// Encrypts and decrypts credential halves and computes the row binding tag (SPEC §6.4–§6.5).
+/// Encrypts and decrypts credential halves and computes the row binding tag.
 #[cfg_attr(any(test, feature = "mock"), automock)]
 pub trait CredentialCipher: Send + Sync {
     /// Fingerprint of the primary key, which encrypts every new value.
@@ -111,39 +117,68 @@ pub enum CredentialMutation {
     },
 }
 
+/// What an update decides once it has seen the rows inside its transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WritePlan {
+    /// Nothing to change: the transaction ends without a write.
+    Nothing,
+    /// Apply these mutations and record these audit events, all in the transaction.
+    Apply {
+        /// Row changes, each a compare-and-set on the version seen.
+        mutations: Vec<CredentialMutation>,
+        /// Audit events committed with them.
+        events: Vec<AuditEvent>,
+    },
+    /// The request is refused (its reason is kept by the planner): roll back.
+    Abort,
+}
+
+/// What an update runs inside its transaction: given the user's rows, what to write. Any
+/// `FnMut(&[StoredCredential]) -> WritePlan` is one.
+pub trait WritePlanner: Send {
+    /// The plan for these rows.
+    fn plan(&mut self, rows: &[StoredCredential]) -> WritePlan;
+}
+
+impl<F> WritePlanner for F
+where
+    F: FnMut(&[StoredCredential]) -> WritePlan + Send,
+{
+    fn plan(&mut self, rows: &[StoredCredential]) -> WritePlan {
+        self(rows)
+    }
+}
+
 /// Count of rows per key id (`None`: rows written by the Python service, without a key id).
 pub type KeyIdCount = (Option<KeyId>, u64);
 
 /// Storage of broker credentials.
 #[cfg_attr(any(test, feature = "mock"), automock)]
+#[async_trait]
 pub trait CredentialRepository: Send + Sync {
     /// Rows of a user, ordered by broker.
-    fn list(&self, user: UserId) -> Result<Vec<StoredCredential>, RepositoryError>;
-    /// Applies every mutation in one transaction and returns the user's rows afterwards. When
-    /// any compare-and-set fails, nothing changes and the error is
-    /// [`RepositoryError::Conflict`]. Same as [`CredentialRepository::apply_audited`] with no
-    /// event.
-    fn apply(
+    async fn list(&self, user: UserId) -> Result<Vec<StoredCredential>, RepositoryError>;
+    /// One write transaction: reads the user's rows, asks `planner` what to change, applies
+    /// the mutations (each a compare-and-set on the version read) with the audit events, and
+    /// commits; answers the user's rows afterwards. [`WritePlan::Nothing`] and
+    /// [`WritePlan::Abort`] write nothing and answer the rows read. When a compare-and-set
+    /// fails, nothing is written (no event either) and the error is
+    /// [`RepositoryError::StaleVersion`].
+    async fn update<'p>(
         &self,
         user: UserId,
-        mutations: &[CredentialMutation],
-    ) -> Result<Vec<StoredCredential>, RepositoryError> {
-        self.apply_audited(user, mutations, &[])
-    }
-    /// Applies every mutation and records `events` in **one** transaction, so that a change and
-    /// its audit record are committed together or not at all; returns the user's rows
-    /// afterwards. When any compare-and-set fails, nothing changes (no event either) and the
-    /// error is [`RepositoryError::Conflict`].
-    fn apply_audited(
-        &self,
-        user: UserId,
-        mutations: &[CredentialMutation],
-        events: &[AuditEvent],
+        planner: &'p mut (dyn WritePlanner + 'p),
     ) -> Result<Vec<StoredCredential>, RepositoryError>;
-    /// Deletes a row whatever its version; `false` when there was none.
-    fn delete(&self, user: UserId, broker: &BrokerId) -> Result<bool, RepositoryError>;
+    /// Deletes a row whatever its version and records `event` in the same transaction; `false`
+    /// (and no event) when there was none.
+    async fn delete(
+        &self,
+        user: UserId,
+        broker: &BrokerId,
+        event: &AuditEvent,
+    ) -> Result<bool, RepositoryError>;
     /// Stores the outcome of a connection test on an existing row; `false` when there is none.
-    fn record_test(
+    async fn record_test(
         &self,
         user: UserId,
         broker: &BrokerId,
@@ -151,7 +186,7 @@ pub trait CredentialRepository: Send + Sync {
         tested_at: DateTime<Utc>,
     ) -> Result<bool, RepositoryError>;
     /// Up to `limit` rows of all users with an id above `after_id`, ordered by id (key rotation).
-    fn batch_after(
+    async fn batch_after(
         &self,
         after_id: i64,
         limit: u32,
@@ -160,61 +195,73 @@ pub trait CredentialRepository: Send + Sync {
     /// `(id, write)` whose version is still `write.expected_version`, leaving `updated_at` and
     /// test results alone. Answers, in order, whether each row was rewritten (`false`: a
     /// concurrent writer got there first, or the row is gone). An `Err` rewrote nothing.
-    fn rewrite(&self, rows: &[(i64, CredentialWrite)]) -> Result<Vec<bool>, RepositoryError>;
+    async fn rewrite(&self, rows: &[(i64, CredentialWrite)]) -> Result<Vec<bool>, RepositoryError>;
     /// Number of rows per key id.
-    fn count_by_key_id(&self) -> Result<Vec<KeyIdCount>, RepositoryError>;
+    async fn count_by_key_id(&self) -> Result<Vec<KeyIdCount>, RepositoryError>;
 }
 
 /// Storage of user profiles.
 #[cfg_attr(any(test, feature = "mock"), automock)]
+#[async_trait]
 pub trait UserRepository: Send + Sync {
-    /// Creates a user; [`RepositoryError::Conflict`] when the e-mail is taken.
-    fn create(
+    /// Creates a user; [`RepositoryError::Duplicate`] when the e-mail (or the id) is taken.
+    async fn create(
         &self,
         user: &NewUser,
         password_hash: Option<SecretString>,
     ) -> Result<User, RepositoryError>;
     /// A user that is not soft-deleted; [`RepositoryError::NotFound`] otherwise.
-    fn get(&self, id: UserId) -> Result<User, RepositoryError>;
+    async fn get(&self, id: UserId) -> Result<User, RepositoryError>;
     /// The user with this e-mail, if not soft-deleted.
-    fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepositoryError>;
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepositoryError>;
     /// The stored password hash, if any.
-    fn password_hash(&self, id: UserId) -> Result<Option<SecretString>, RepositoryError>;
+    async fn password_hash(&self, id: UserId) -> Result<Option<SecretString>, RepositoryError>;
     /// Replaces the password hash.
-    fn set_password_hash(&self, id: UserId, hash: SecretString) -> Result<(), RepositoryError>;
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: SecretString,
+    ) -> Result<(), RepositoryError>;
     /// One page of users that are not soft-deleted, by id, and their total count.
-    fn list(&self, page: Page) -> Result<(Vec<User>, u64), RepositoryError>;
-    /// Applies a patch; [`RepositoryError::Conflict`] when the new e-mail is taken.
-    fn update(&self, id: UserId, patch: &UserPatch) -> Result<User, RepositoryError>;
+    async fn list(&self, page: Page) -> Result<(Vec<User>, u64), RepositoryError>;
+    /// Applies a patch; [`RepositoryError::Duplicate`] when the new e-mail is taken.
+    async fn update(&self, id: UserId, patch: &UserPatch) -> Result<User, RepositoryError>;
     /// Marks the user deleted; [`RepositoryError::NotFound`] when already deleted or unknown.
-    fn soft_delete(&self, id: UserId) -> Result<(), RepositoryError>;
+    async fn soft_delete(&self, id: UserId) -> Result<(), RepositoryError>;
 }
 
 /// Storage of user preferences (a JSON object).
 #[cfg_attr(any(test, feature = "mock"), automock)]
+#[async_trait]
 pub trait PreferenceRepository: Send + Sync {
     /// The user's preferences, `{}` when none are stored.
-    fn get(&self, user: UserId) -> Result<Value, RepositoryError>;
+    async fn get(&self, user: UserId) -> Result<Value, RepositoryError>;
     /// Replaces the user's preferences.
-    fn put(&self, user: UserId, preferences: &Value) -> Result<Value, RepositoryError>;
+    async fn put(&self, user: UserId, preferences: &Value) -> Result<Value, RepositoryError>;
 }
 
 /// Storage of onboarding progress.
 #[cfg_attr(any(test, feature = "mock"), automock)]
+#[async_trait]
 pub trait OnboardingRepository: Send + Sync {
     /// The stored progress, if the user has started.
-    fn get(&self, user: UserId) -> Result<Option<OnboardingProgress>, RepositoryError>;
+    async fn get(&self, user: UserId) -> Result<Option<OnboardingProgress>, RepositoryError>;
     /// Stores the progress.
-    fn save(&self, user: UserId, progress: &OnboardingProgress) -> Result<(), RepositoryError>;
+    async fn save(
+        &self,
+        user: UserId,
+        progress: &OnboardingProgress,
+    ) -> Result<(), RepositoryError>;
 }
 
 /// Storage of per-user capability grants and revocations (the `local` entitlements provider).
 #[cfg_attr(any(test, feature = "mock"), automock)]
+#[async_trait]
 pub trait CapabilityRepository: Send + Sync {
     /// Explicit grants (`true`) and revocations (`false`) of a user.
-    fn overrides(&self, user: UserId) -> Result<Vec<(Capability, bool)>, RepositoryError>;
+    async fn overrides(&self, user: UserId) -> Result<Vec<(Capability, bool)>, RepositoryError>;
     /// Grants (`true`) or revokes (`false`) a capability.
-    fn set(
+    async fn set(
         &self,
         user: UserId,
         capability: &Capability,
@@ -224,11 +271,16 @@ pub trait CapabilityRepository: Send + Sync {
 
 /// Storage of credential audit events.
 #[cfg_attr(any(test, feature = "mock"), automock)]
+#[async_trait]
 pub trait AuditRepository: Send + Sync {
     /// Records one event.
-    fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError>;
+    async fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError>;
     /// One page of the events about a user, newest first, and their total count.
-    fn list(&self, target: UserId, page: Page) -> Result<(Vec<AuditEvent>, u64), RepositoryError>;
+    async fn list(
+        &self,
+        target: UserId,
+        page: Page,
+    ) -> Result<(Vec<AuditEvent>, u64), RepositoryError>;
 }
 
 /// The entitlements provider could not answer.
@@ -238,9 +290,31 @@ pub struct EntitlementsUnavailable(pub String);
 
 /// Resolves the capabilities of a user.
 #[cfg_attr(any(test, feature = "mock"), automock)]
+#[async_trait]
 pub trait EntitlementsProvider: Send + Sync {
     /// The capabilities `user` holds now.
-    fn capabilities(&self, user: UserId) -> Result<Capabilities, EntitlementsUnavailable>;
+    async fn capabilities(&self, user: UserId) -> Result<Capabilities, EntitlementsUnavailable>;
+    /// Forgets what is cached about `user` (after a grant, a revocation or a deletion in this
+    /// process); providers that cache nothing ignore it.
+    fn forget(&self, _user: UserId) {}
+}
+
+/// Hashing failed (the system random generator failed). Carries no detail on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("password hashing failed")]
+pub struct HashingFailed;
+
+/// Hashes and checks passwords. The work is deliberately slow (tens of milliseconds):
+/// adapters do it away from the thread that serves requests.
+#[cfg_attr(any(test, feature = "mock"), automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    /// A new salted hash of `password`.
+    async fn hash(&self, password: &SecretString) -> Result<SecretString, HashingFailed>;
+    /// Whether `password` matches `stored`. With no stored hash (unknown account, account
+    /// without a password) the same work is done and the answer is `false`, so that the time
+    /// taken does not tell whether the account exists.
+    async fn verify(&self, password: &SecretString, stored: Option<SecretString>) -> bool;
 }
 
 /// A secret source failed. Names the provider and the key, never the value.
@@ -264,7 +338,7 @@ pub trait SecretSource: Send + Sync {
     fn fetch(&self, name: &str) -> Result<Option<SecretString>, SecretSourceError>;
 }
 
-/// Outcome of a broker connection test (SPEC §4.4).
+/// Outcome of a broker connection test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProbeStatus {
@@ -274,15 +348,18 @@ pub enum ProbeStatus {
     Unauthorized,
     /// The broker could not be reached, or has no automated check.
     NetworkError,
+    /// A key or secret is missing: no call was made.
+    MissingCredentials,
 }
 
 impl ProbeStatus {
-    /// Stable name (`ok`, `unauthorized`, `network_error`).
+    /// Stable name (`ok`, `unauthorized`, `network_error`, `missing_credentials`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::Unauthorized => "unauthorized",
             Self::NetworkError => "network_error",
+            Self::MissingCredentials => "missing_credentials",
         }
     }
 }
@@ -295,9 +372,10 @@ impl fmt::Display for ProbeStatus {
 
 /// Performs a signed, read-only call to a broker to check credentials.
 #[cfg_attr(any(test, feature = "mock"), automock)]
+#[async_trait]
 pub trait BrokerProbe: Send + Sync {
     /// Checks the credentials against the broker.
-    fn probe(
+    async fn probe(
         &self,
         broker: &BrokerId,
         api_key: &PlainSecret,

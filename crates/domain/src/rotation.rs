@@ -55,22 +55,22 @@ pub struct VerifyReport {
 /// on its version: a row a user changed meanwhile is left to the user's write, read again and
 /// retried alone. Idempotent (current rows are skipped) and resumable (start again from the
 /// beginning, or from `after_id`).
-pub fn rotate(
+pub async fn rotate(
     cipher: &dyn CredentialCipher,
     repository: &dyn CredentialRepository,
     after_id: i64,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<RotationReport, DomainError> {
     let primary = cipher.primary_key_id();
     let mut report = RotationReport::default();
     let mut cursor = after_id;
     let mut seen = 0;
     loop {
-        let batch = repository.batch_after(cursor, ROTATION_BATCH)?;
+        let batch = repository.batch_after(cursor, ROTATION_BATCH).await?;
         let Some(last) = batch.last() else { break };
         cursor = last.id;
         seen += batch.len() as u64;
-        rotate_batch(cipher, repository, &primary, batch, &mut report)?;
+        rotate_batch(cipher, repository, &primary, batch, &mut report).await?;
         progress(Progress {
             seen,
             last_id: cursor,
@@ -83,7 +83,7 @@ fn is_current(cipher: &dyn CredentialCipher, primary: &KeyId, row: &StoredCreden
     row.key_id.as_ref() == Some(primary) && row.binding.is_some() && cipher.verify_binding(row)
 }
 
-fn rotate_batch(
+async fn rotate_batch(
     cipher: &dyn CredentialCipher,
     repository: &dyn CredentialRepository,
     primary: &KeyId,
@@ -112,19 +112,20 @@ fn rotate_batch(
     // then done alone, which fails for good only if the database does.
     let applied = repository
         .rewrite(&writes)
+        .await
         .unwrap_or_else(|_| vec![false; writes.len()]);
     for (index, row) in rows.into_iter().enumerate() {
         if applied.get(index).copied().unwrap_or(false) {
             *report.rotated_from.entry(row.key_id.clone()).or_default() += 1;
         } else {
-            rotate_row(cipher, repository, primary, row.user_id, row.id, report)?;
+            rotate_row(cipher, repository, primary, row.user_id, row.id, report).await?;
         }
     }
     Ok(())
 }
 
 /// Rotates one row alone, reading it fresh first (a user may have changed or deleted it).
-fn rotate_row(
+async fn rotate_row(
     cipher: &dyn CredentialCipher,
     repository: &dyn CredentialRepository,
     primary: &KeyId,
@@ -134,7 +135,8 @@ fn rotate_row(
 ) -> Result<(), DomainError> {
     for _ in 0..ROW_ATTEMPTS {
         let Some(row) = repository
-            .list(user)?
+            .list(user)
+            .await?
             .into_iter()
             .find(|fresh| fresh.id == id)
         else {
@@ -148,7 +150,7 @@ fn rotate_row(
             report.failed.push(row.id);
             return Ok(());
         };
-        if repository.rewrite(&[(row.id, write)])?.first() == Some(&true) {
+        if repository.rewrite(&[(row.id, write)]).await?.first() == Some(&true) {
             *report.rotated_from.entry(row.key_id.clone()).or_default() += 1;
             return Ok(());
         }
@@ -200,17 +202,17 @@ fn reencrypt(
 }
 
 /// Decrypts every row and checks its binding; never returns a value.
-pub fn verify(
+pub async fn verify(
     cipher: &dyn CredentialCipher,
     repository: &dyn CredentialRepository,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<VerifyReport, DomainError> {
     let configured = cipher.key_ids();
     let mut report = VerifyReport::default();
     let mut cursor = 0;
     let mut seen = 0;
     loop {
-        let batch = repository.batch_after(cursor, ROTATION_BATCH)?;
+        let batch = repository.batch_after(cursor, ROTATION_BATCH).await?;
         let Some(last) = batch.last() else { break };
         cursor = last.id;
         for row in batch {
@@ -302,8 +304,8 @@ mod tests {
         repo
     }
 
-    #[test]
-    fn rows_under_old_keys_and_python_rows_are_rewritten_under_the_primary() {
+    #[tokio::test]
+    async fn rows_under_old_keys_and_python_rows_are_rewritten_under_the_primary() {
         let mut repo = repository(vec![
             row(1, Some("old"), "old"),
             row(2, None, "old"),
@@ -324,7 +326,9 @@ mod tests {
             .times(1)
             .returning(|rows| Ok(vec![true; rows.len()]));
         let mut batches = 0;
-        let report = rotate(&cipher(), &repo, 0, &mut |_| batches += 1).unwrap();
+        let report = rotate(&cipher(), &repo, 0, &mut |_| batches += 1)
+            .await
+            .unwrap();
         assert_eq!(report.rotated(), 2);
         assert_eq!(report.rotated_from.get(&None), Some(&1));
         assert_eq!(report.already_current, 1);
@@ -332,8 +336,8 @@ mod tests {
         assert_eq!(batches, 1);
     }
 
-    #[test]
-    fn undecryptable_rows_are_reported_by_id_and_others_go_on() {
+    #[tokio::test]
+    async fn undecryptable_rows_are_reported_by_id_and_others_go_on() {
         let mut repo = repository(vec![
             row(7, Some("old"), "gone"),
             row(8, Some("old"), "old"),
@@ -342,13 +346,13 @@ mod tests {
             .withf(|rows| rows.len() == 1 && rows[0].0 == 8)
             .times(1)
             .returning(|_| Ok(vec![true]));
-        let report = rotate(&cipher(), &repo, 0, &mut |_| {}).unwrap();
+        let report = rotate(&cipher(), &repo, 0, &mut |_| {}).await.unwrap();
         assert_eq!(report.failed, vec![7]);
         assert_eq!(report.rotated(), 1);
     }
 
-    #[test]
-    fn a_row_changed_by_a_user_meanwhile_is_read_again() {
+    #[tokio::test]
+    async fn a_row_changed_by_a_user_meanwhile_is_read_again() {
         let mut repo = repository(vec![row(1, Some("old"), "old")]);
         let mut seq = mockall::Sequence::new();
         repo.expect_rewrite()
@@ -365,7 +369,7 @@ mod tests {
                 fresh.binding = Some("tag-1-5".into());
                 Ok(vec![fresh])
             });
-        let report = rotate(&cipher(), &repo, 0, &mut |_| {}).unwrap();
+        let report = rotate(&cipher(), &repo, 0, &mut |_| {}).await.unwrap();
         assert_eq!(
             report.rotated(),
             0,
@@ -374,8 +378,8 @@ mod tests {
         assert_eq!(report.already_current, 1);
     }
 
-    #[test]
-    fn a_failed_batch_is_retried_row_by_row() {
+    #[tokio::test]
+    async fn a_failed_batch_is_retried_row_by_row() {
         let rows = vec![row(1, Some("old"), "old"), row(2, Some("old"), "old")];
         let fresh = rows.clone();
         let mut repo = repository(rows);
@@ -384,19 +388,19 @@ mod tests {
             .withf(|rows| rows.len() == 2)
             .times(1)
             .in_sequence(&mut seq)
-            .returning(|_| Err(RepositoryError::Unavailable("deadlock detected".into())));
+            .returning(|_| Err(RepositoryError::other("rewrite", "deadlock detected")));
         repo.expect_list().returning(move |_| Ok(fresh.clone()));
         repo.expect_rewrite()
             .withf(|rows| rows.len() == 1)
             .times(2)
             .returning(|_| Ok(vec![true]));
-        let report = rotate(&cipher(), &repo, 0, &mut |_| {}).unwrap();
+        let report = rotate(&cipher(), &repo, 0, &mut |_| {}).await.unwrap();
         assert_eq!(report.rotated(), 2);
         assert!(report.failed.is_empty());
     }
 
-    #[test]
-    fn verify_counts_rows_per_key_and_failures() {
+    #[tokio::test]
+    async fn verify_counts_rows_per_key_and_failures() {
         let mut tampered = row(4, Some("new"), "new");
         tampered.binding = Some("forged".into());
         let repo = repository(vec![
@@ -405,7 +409,7 @@ mod tests {
             row(3, Some("retired"), "retired"),
             tampered,
         ]);
-        let report = verify(&cipher(), &repo, &mut |_| {}).unwrap();
+        let report = verify(&cipher(), &repo, &mut |_| {}).await.unwrap();
         assert_eq!(report.rows_per_key.get(&Some(KeyId::new("old"))), Some(&1));
         assert_eq!(report.rows_per_key.get(&None), Some(&1));
         assert_eq!(report.on_unconfigured_keys, 1);

@@ -16,6 +16,22 @@ use crate::limits::{
 #[serde(transparent)]
 pub struct UserId(pub i64);
 
+impl UserId {
+    /// A user id from its decimal text, when within `1..=MAX_USER_ID`.
+    pub fn parse_id(text: &str) -> Option<Self> {
+        text.trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|id| (1..=crate::limits::MAX_USER_ID).contains(id))
+            .map(Self)
+    }
+
+    /// Whether the id is within `1..=MAX_USER_ID`.
+    pub fn is_valid(self) -> bool {
+        (1..=crate::limits::MAX_USER_ID).contains(&self.0)
+    }
+}
+
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

@@ -12,7 +12,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use user_service_domain::ports::{CredentialMutation, CredentialRepository, CredentialWrite};
 use user_service_domain::{KeyId, UserId};
 
-use support::{at, broker, create_user, TestDb};
+use support::{at, broker, create_user, ApplyExt, TestDb};
+use tokio::runtime::Runtime;
 
 /// A Fernet-sized token (what a 20-character API key encrypts to).
 fn token(seed: usize) -> String {
@@ -32,32 +33,33 @@ fn write(name: &str, expected_version: Option<i64>) -> CredentialWrite {
     }
 }
 
-fn user_with_rows(t: &TestDb, name: &str, rows: usize) -> UserId {
-    let user = create_user(&t.db, name);
-    let mutations: Vec<_> = (0..rows)
-        .map(|i| CredentialMutation::Write(write(&format!("broker-{i:03}"), None)))
-        .collect();
-    t.db.credentials().apply(user, &mutations).unwrap();
-    user
+fn user_with_rows(rt: &Runtime, t: &TestDb, name: &str, rows: usize) -> UserId {
+    rt.block_on(async {
+        let user = create_user(&t.db, name).await;
+        let mutations: Vec<_> = (0..rows)
+            .map(|i| CredentialMutation::Write(write(&format!("broker-{i:03}"), None)))
+            .collect();
+        t.db.credentials().apply(user, &mutations).await.unwrap();
+        user
+    })
 }
 
-fn bench_backend(c: &mut Criterion, backend: &str, t: &TestDb) {
+fn bench_backend(c: &mut Criterion, rt: &Runtime, backend: &str, t: &TestDb) {
     let creds = t.db.credentials();
 
-    // The floor of every repository call: a checkout (which tests the connection with
-    // `SELECT 1`) and one statement.
+    // The floor of every repository call: a checkout and one statement.
     let mut floor = c.benchmark_group(format!("{backend}/checkout"));
     floor.throughput(Throughput::Elements(1));
-    floor.bench_function("ping", |b| b.iter(|| t.db.ping().unwrap()));
+    floor.bench_function("ping", |b| b.iter(|| rt.block_on(t.db.ping()).unwrap()));
     floor.finish();
 
     let mut list = c.benchmark_group(format!("{backend}/list"));
     list.throughput(Throughput::Elements(1));
     for rows in [3, 30, 300] {
-        let user = user_with_rows(t, &format!("list{rows}"), rows);
+        let user = user_with_rows(rt, t, &format!("list{rows}"), rows);
         list.bench_with_input(BenchmarkId::from_parameter(rows), &user, |b, user| {
             b.iter(|| {
-                let listed = creds.list(*user).unwrap();
+                let listed = rt.block_on(creds.list(*user)).unwrap();
                 assert_eq!(listed.len(), rows);
                 listed
             })
@@ -67,18 +69,18 @@ fn bench_backend(c: &mut Criterion, backend: &str, t: &TestDb) {
 
     let mut apply = c.benchmark_group(format!("{backend}/apply"));
     apply.throughput(Throughput::Elements(1));
-    let user = user_with_rows(t, "apply", 3);
+    let user = user_with_rows(rt, t, "apply", 3);
     let mut version = 1;
     apply.bench_function("write_cas", |b| {
         b.iter(|| {
-            let rows = creds
-                .apply(
+            let rows = rt
+                .block_on(creds.apply(
                     user,
                     &[CredentialMutation::Write(write(
                         "broker-000",
                         Some(version),
                     ))],
-                )
+                ))
                 .unwrap();
             version += 1;
             rows
@@ -88,10 +90,15 @@ fn bench_backend(c: &mut Criterion, backend: &str, t: &TestDb) {
 }
 
 fn repositories(c: &mut Criterion) {
-    let sqlite = support::sqlite().unwrap();
-    bench_backend(c, "sqlite", &sqlite);
-    if let Some(postgres) = support::postgres() {
-        bench_backend(c, "postgres", &postgres);
+    // One thread: every call is driven where it is made, as on a server worker.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sqlite = rt.block_on(support::sqlite()).unwrap();
+    bench_backend(c, &rt, "sqlite", &sqlite);
+    if let Some(postgres) = rt.block_on(support::postgres()) {
+        bench_backend(c, &rt, "postgres", &postgres);
     }
 }
 

@@ -1,13 +1,14 @@
 //! Errors of this crate, and their translation into the domain's [`RepositoryError`].
 //!
 //! [`DatabaseError`] is what setting a database up returns (URL, pool, migrations);
-//! repository methods return the domain's [`RepositoryError`], translated from diesel and r2d2
-//! errors in [`repository_error`]. No message carries a value: neither a row's content nor a
-//! password of the database URL.
+//! repository methods return the domain's [`RepositoryError`], translated from diesel's and the
+//! pool's errors in [`repository_error`]. No message carries a value: neither a row's content
+//! nor a password of the database URL (PostgreSQL's `detail`, which quotes the offending value,
+//! is never used).
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use thiserror::Error;
-use user_service_domain::RepositoryError;
+use user_service_domain::{Cause, RepositoryError, Unique};
 
 /// Setting up or migrating a database failed.
 #[derive(Debug, Error)]
@@ -16,20 +17,21 @@ pub enum DatabaseError {
     /// The database URL cannot be used.
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
-    /// The directory of the SQLite file cannot be created.
-    #[error("cannot create the directory of the SQLite database: {0}")]
+    /// The directory of the SQLite file cannot be created or protected.
+    #[error("cannot prepare the SQLite database file: {0}")]
     Directory(#[source] std::io::Error),
     /// No connection could be opened (the URL is redacted).
-    #[error("cannot connect to {url}: {reason}")]
+    #[error("cannot connect to {url}")]
     Connect {
         /// The URL, password redacted.
         url: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        cause: Cause,
     },
     /// A migration failed.
-    #[error("migration failed: {0}")]
-    Migration(String),
+    #[error("migration failed")]
+    Migration(#[source] Cause),
     /// A query run while setting up failed.
     #[error(transparent)]
     Repository(#[from] RepositoryError),
@@ -58,13 +60,18 @@ impl From<RepositoryError> for Failure {
 }
 
 impl Failure {
-    /// A compare-and-set lost against a concurrent writer, or a row that must not exist does.
-    pub(crate) fn conflict(what: &str) -> Self {
-        Self::Repository(RepositoryError::Conflict(what.to_owned()))
+    /// A compare-and-set lost against a concurrent writer.
+    pub(crate) fn stale() -> Self {
+        Self::Repository(RepositoryError::StaleVersion)
+    }
+
+    /// A stored value that cannot be read back (never quoting it).
+    pub(crate) fn corrupt(operation: &'static str, what: String) -> Self {
+        Self::Repository(RepositoryError::other(operation, what))
     }
 
     /// Translates into the domain's error; `operation` names what was attempted.
-    pub(crate) fn into_repository(self, operation: &str) -> RepositoryError {
+    pub(crate) fn into_repository(self, operation: &'static str) -> RepositoryError {
         match self {
             Self::Db(error) => repository_error(operation, error),
             Self::Repository(error) => error,
@@ -72,51 +79,90 @@ impl Failure {
     }
 }
 
-/// Translates a diesel error into the domain's error. The message names the operation and, for
-/// constraint violations, the constraint; never a value (PostgreSQL's `detail`, which quotes the
-/// offending value, is not used).
-pub(crate) fn repository_error(operation: &str, error: DieselError) -> RepositoryError {
+/// Messages PostgreSQL and SQLite send when the server cannot serve the connection now: it is
+/// shutting down, starting, in recovery (a standby), or a lock could not be had in time.
+const UNAVAILABLE_MESSAGES: &[&str] = &[
+    "terminating connection",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+    "recovery is in progress",
+    "server closed the connection",
+    "connection closed",
+    "database is locked",
+    "database table is locked",
+];
+
+/// Translates a diesel error into the domain's error. The cause names the kind of failure
+/// and, for constraint violations, the constraint; never a value.
+pub(crate) fn repository_error(operation: &'static str, error: DieselError) -> RepositoryError {
     match error {
         DieselError::NotFound => RepositoryError::NotFound,
         DieselError::DatabaseError(kind, info) => {
-            let constraint = info
-                .constraint_name()
-                .map(|name| format!(" ({name})"))
-                .unwrap_or_default();
+            let message = info.message().to_owned();
+            let constraint = info.constraint_name().unwrap_or_default().to_owned();
+            let cause = |text: String| Cause::message(text);
             match kind {
-                DatabaseErrorKind::UniqueViolation => {
-                    RepositoryError::Conflict(format!("{operation}: already exists{constraint}"))
-                }
+                DatabaseErrorKind::UniqueViolation => RepositoryError::Duplicate(
+                    unique_of(&constraint, &message).unwrap_or(Unique::Broker),
+                ),
                 DatabaseErrorKind::ForeignKeyViolation => RepositoryError::NotFound,
-                DatabaseErrorKind::SerializationFailure => {
-                    RepositoryError::Conflict(format!("{operation}: concurrent transaction, retry"))
-                }
-                DatabaseErrorKind::ClosedConnection => RepositoryError::Unavailable(format!(
-                    "{operation}: connection to the database lost"
-                )),
-                _ if is_busy(info.message()) => {
-                    RepositoryError::Unavailable(format!("{operation}: database is busy"))
-                }
-                _ => RepositoryError::Other(format!("{operation}: {}", info.message())),
+                DatabaseErrorKind::SerializationFailure => RepositoryError::StaleVersion,
+                _ if message.contains("deadlock detected") => RepositoryError::StaleVersion,
+                // A demoted primary, a standby, a connection the server or the network closed:
+                // the operation may succeed elsewhere or later; the connection is discarded.
+                DatabaseErrorKind::ReadOnlyTransaction
+                | DatabaseErrorKind::ClosedConnection
+                | DatabaseErrorKind::UnableToSendCommand => RepositoryError::Unavailable {
+                    operation,
+                    cause: cause(message),
+                },
+                _ if is_unavailable_message(&message) => RepositoryError::Unavailable {
+                    operation,
+                    cause: cause(message),
+                },
+                _ => RepositoryError::Other {
+                    operation,
+                    cause: cause(if constraint.is_empty() {
+                        message
+                    } else {
+                        format!("{message} ({constraint})")
+                    }),
+                },
             }
         }
-        DieselError::BrokenTransactionManager => RepositoryError::Unavailable(format!(
-            "{operation}: connection left in an unknown transaction state"
-        )),
+        DieselError::BrokenTransactionManager => RepositoryError::unavailable(
+            operation,
+            "connection left in an unknown transaction state",
+        ),
         DieselError::DeserializationError(_) => {
-            RepositoryError::Other(format!("{operation}: a stored value cannot be read"))
+            RepositoryError::other(operation, "a stored value cannot be read")
         }
         DieselError::SerializationError(_) => {
-            RepositoryError::Other(format!("{operation}: a value cannot be written"))
+            RepositoryError::other(operation, "a value cannot be written")
         }
-        other => RepositoryError::Other(format!("{operation}: {}", kind_name(&other))),
+        other => RepositoryError::other(operation, kind_name(&other)),
     }
 }
 
-/// SQLite reports a lock it waited `busy_timeout` for as `database is locked` / `busy`.
-fn is_busy(message: &str) -> bool {
+fn is_unavailable_message(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    message.contains("database is locked") || message.contains("database table is locked")
+    UNAVAILABLE_MESSAGES.iter().any(|m| message.contains(m))
+}
+
+/// Which uniqueness rule a unique violation broke, from the constraint (PostgreSQL) or the
+/// message (SQLite names the columns).
+fn unique_of(constraint: &str, message: &str) -> Option<Unique> {
+    let text = format!("{constraint} {message}");
+    if text.contains("email") {
+        Some(Unique::Email)
+    } else if text.contains("users_pkey") || text.contains("users.id") {
+        Some(Unique::UserId)
+    } else if text.contains("uq_user_broker_credentials") || text.contains("broker") {
+        Some(Unique::Broker)
+    } else {
+        None
+    }
 }
 
 fn kind_name(error: &DieselError) -> &'static str {
@@ -131,11 +177,10 @@ fn kind_name(error: &DieselError) -> &'static str {
     }
 }
 
-/// Translates a pool error (no connection within the checkout timeout).
-pub(crate) fn pool_error(operation: &str, _error: diesel::r2d2::PoolError) -> RepositoryError {
-    // r2d2's message embeds the last connection error; it is logged by the pool's error handler
-    // (see `connection.rs`) and not repeated here.
-    RepositoryError::Unavailable(format!("{operation}: no database connection available"))
+/// A `tokio-postgres` error in one line: its message and its source's (the I/O error behind a
+/// refused connection, say).
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
+    user_service_domain::chain(error)
 }
 
 #[cfg(test)]
@@ -143,7 +188,7 @@ mod tests {
     use super::*;
 
     #[derive(Debug)]
-    struct Info(&'static str);
+    struct Info(&'static str, Option<&'static str>);
 
     impl diesel::result::DatabaseErrorInformation for Info {
         fn message(&self) -> &str {
@@ -162,43 +207,82 @@ mod tests {
             None
         }
         fn constraint_name(&self) -> Option<&str> {
-            Some("users_email_key")
+            self.1
         }
         fn statement_position(&self) -> Option<i32> {
             None
         }
     }
 
-    fn db_error(kind: DatabaseErrorKind, message: &'static str) -> DieselError {
-        DieselError::DatabaseError(kind, Box::new(Info(message)))
+    fn db_error(
+        kind: DatabaseErrorKind,
+        message: &'static str,
+        constraint: Option<&'static str>,
+    ) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(Info(message, constraint)))
     }
 
     #[test]
-    fn unique_violation_is_a_conflict_without_the_value() {
+    fn a_unique_violation_names_its_rule_without_the_value() {
         let error = repository_error(
             "create user",
-            db_error(DatabaseErrorKind::UniqueViolation, "duplicate key value"),
+            db_error(
+                DatabaseErrorKind::UniqueViolation,
+                "duplicate key value",
+                Some("users_email_key"),
+            ),
         );
-        assert_eq!(
-            error,
-            RepositoryError::Conflict("create user: already exists (users_email_key)".into())
+        assert_eq!(error, RepositoryError::Duplicate(Unique::Email));
+        let sqlite = repository_error(
+            "create user",
+            db_error(
+                DatabaseErrorKind::UniqueViolation,
+                "UNIQUE constraint failed: users.id",
+                None,
+            ),
         );
-        assert!(!error.to_string().contains("ann@example.com"));
+        assert_eq!(sqlite, RepositoryError::Duplicate(Unique::UserId));
+        assert!(!user_service_domain::chain(&error).contains("ann@example.com"));
     }
 
     #[test]
-    fn lost_connections_and_locks_are_unavailable() {
-        assert!(matches!(
-            repository_error("x", db_error(DatabaseErrorKind::ClosedConnection, "gone")),
-            RepositoryError::Unavailable(_)
-        ));
-        assert!(matches!(
+    fn lost_connections_standbys_and_locks_are_unavailable() {
+        for (kind, message) in [
+            (DatabaseErrorKind::ClosedConnection, "gone"),
+            (DatabaseErrorKind::UnableToSendCommand, "connection reset"),
+            (
+                DatabaseErrorKind::ReadOnlyTransaction,
+                "cannot execute INSERT in a read-only transaction",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            (DatabaseErrorKind::Unknown, "database is locked"),
+        ] {
+            assert!(
+                repository_error("x", db_error(kind, message, None)).is_unavailable(),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn serialization_failures_and_deadlocks_are_stale() {
+        assert_eq!(
             repository_error(
                 "x",
-                db_error(DatabaseErrorKind::Unknown, "database is locked")
+                db_error(DatabaseErrorKind::SerializationFailure, "x", None)
             ),
-            RepositoryError::Unavailable(_)
-        ));
+            RepositoryError::StaleVersion
+        );
+        assert_eq!(
+            repository_error(
+                "x",
+                db_error(DatabaseErrorKind::Unknown, "deadlock detected", None)
+            ),
+            RepositoryError::StaleVersion
+        );
     }
 
     #[test]
@@ -208,7 +292,10 @@ mod tests {
             RepositoryError::NotFound
         );
         assert_eq!(
-            repository_error("x", db_error(DatabaseErrorKind::ForeignKeyViolation, "fk")),
+            repository_error(
+                "x",
+                db_error(DatabaseErrorKind::ForeignKeyViolation, "fk", None)
+            ),
             RepositoryError::NotFound
         );
     }

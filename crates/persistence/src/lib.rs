@@ -3,13 +3,13 @@
 mod connection;
 mod database;
 mod error;
+mod files;
 mod repositories;
 pub mod schema;
 pub mod sql_types;
-mod upsert;
 mod url;
 
-pub use connection::{DbConnection, MultiBackend, PoolSettings};
+pub use connection::{DbConnection, InPlace, PoolSettings, SqliteConn};
 pub use database::{Database, PoolStatus, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 pub use error::DatabaseError;
 pub use repositories::{

@@ -1,5 +1,5 @@
 //! The two column types whose storage differs between the backends, declared once so that one
-//! `schema.rs` serves both through `MultiConnection`.
+//! `schema.rs` serves both backends.
 //!
 //! - [`UtcTimestamp`]: `timestamptz` on PostgreSQL (sent and read in binary, an absolute instant,
 //!   so the session's `TimeZone` plays no part), `TEXT` `YYYY-MM-DD HH:MM:SS.ffffff` in UTC on
@@ -16,10 +16,8 @@ use diesel::expression::AsExpression;
 use diesel::pg::Pg;
 use diesel::query_builder::QueryId;
 use diesel::serialize::{self, IsNull, Output, ToSql};
-use diesel::sql_types::{HasSqlType, SqlType};
+use diesel::sql_types::SqlType;
 use diesel::sqlite::Sqlite;
-
-use crate::connection::MultiBackend;
 
 /// An instant in UTC: `timestamptz` on PostgreSQL, UTC text on SQLite.
 #[derive(Debug, Clone, Copy, Default, QueryId, SqlType)]
@@ -32,18 +30,6 @@ pub struct UtcTimestamp;
 #[diesel(postgres_type(oid = 3802, array_oid = 3807))]
 #[diesel(sqlite_type(name = "Text"))]
 pub struct JsonDocument;
-
-impl HasSqlType<UtcTimestamp> for MultiBackend {
-    fn metadata(lookup: &mut Self::MetadataLookup) -> Self::TypeMetadata {
-        MultiBackend::lookup_sql_type::<UtcTimestamp>(lookup)
-    }
-}
-
-impl HasSqlType<JsonDocument> for MultiBackend {
-    fn metadata(lookup: &mut Self::MetadataLookup) -> Self::TypeMetadata {
-        MultiBackend::lookup_sql_type::<JsonDocument>(lookup)
-    }
-}
 
 /// A stored instant, truncated to microseconds (what PostgreSQL keeps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, AsExpression, FromSqlRow)]
@@ -92,19 +78,6 @@ impl FromSql<UtcTimestamp, Sqlite> for DbTime {
     }
 }
 
-impl ToSql<UtcTimestamp, MultiBackend> for DbTime {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, MultiBackend>) -> serialize::Result {
-        out.set_value((UtcTimestamp, self));
-        Ok(IsNull::No)
-    }
-}
-
-impl FromSql<UtcTimestamp, MultiBackend> for DbTime {
-    fn from_sql(bytes: <MultiBackend as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
-        bytes.from_sql::<Self, UtcTimestamp>()
-    }
-}
-
 /// A stored JSON document.
 #[derive(Debug, Clone, PartialEq, AsExpression, FromSqlRow)]
 #[diesel(sql_type = JsonDocument)]
@@ -133,18 +106,5 @@ impl FromSql<JsonDocument, Sqlite> for DbJson {
     fn from_sql(bytes: <Sqlite as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
         let text = <String as FromSql<diesel::sql_types::Text, Sqlite>>::from_sql(bytes)?;
         Ok(Self(serde_json::from_str(&text)?))
-    }
-}
-
-impl ToSql<JsonDocument, MultiBackend> for DbJson {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, MultiBackend>) -> serialize::Result {
-        out.set_value((JsonDocument, self));
-        Ok(IsNull::No)
-    }
-}
-
-impl FromSql<JsonDocument, MultiBackend> for DbJson {
-    fn from_sql(bytes: <MultiBackend as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
-        bytes.from_sql::<Self, JsonDocument>()
     }
 }

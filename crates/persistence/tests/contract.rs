@@ -6,7 +6,7 @@ mod support;
 
 /// The tests, written once against `TestDb`.
 mod contract {
-    use std::sync::{Arc, Barrier};
+    use std::sync::Arc;
 
     use diesel::prelude::*;
     use secrecy::{ExposeSecret, SecretString};
@@ -18,16 +18,16 @@ mod contract {
     use user_service_domain::{
         AuditAction, AuditEvent, Capability, CredentialService, CredentialUpdate, Email, KeyId,
         NewUser, OnboardingProgress, Page, PlainSecret, RepositoryError, RequestContext,
-        SecretInput, UserId, UserPatch,
+        SecretInput, Unique, UserId, UserPatch,
     };
     use user_service_persistence::schema::{
         onboarding_progress, user_broker_credentials, user_capabilities, user_preferences, users,
     };
 
-    use crate::support::{at, broker, create_user, write, TestCipher, TestDb};
+    use crate::support::{at, broker, create_user, write, ApplyExt, TestCipher, TestDb};
 
     fn count_rows_of(t: &TestDb, user: UserId) -> [i64; 4] {
-        t.db.with_connection(|c| {
+        t.with_connection(|c| {
             Ok([
                 user_broker_credentials::table
                     .filter(user_broker_credentials::user_id.eq(user.0))
@@ -52,34 +52,40 @@ mod contract {
 
     // --- migrations and connections ----------------------------------------------------------
 
-    pub fn migrations_revert_and_apply_again(t: &TestDb) {
-        let user = create_user(&t.db, "ann");
-        assert!(t.db.pending_migrations().unwrap().is_empty());
-        let reverted = t.db.revert_all_migrations().unwrap();
+    pub async fn migrations_revert_and_apply_again(t: &TestDb) {
+        let user = create_user(&t.db, "ann").await;
+        assert!(t.db.pending_migrations().await.unwrap().is_empty());
+        let reverted = t.db.revert_all_migrations().await.unwrap();
         assert!(!reverted.is_empty());
         assert!(
-            t.db.users().get(user).is_err(),
+            t.db.users().get(user).await.is_err(),
             "the users table is gone after reverting"
         );
-        assert_eq!(t.db.pending_migrations().unwrap().len(), reverted.len());
-        assert_eq!(t.db.run_migrations().unwrap().len(), reverted.len());
-        assert_eq!(t.db.users().get(user), Err(RepositoryError::NotFound));
-        let again = create_user(&t.db, "ann");
         assert_eq!(
-            t.db.users().get(again).unwrap().email.as_str(),
+            t.db.pending_migrations().await.unwrap().len(),
+            reverted.len()
+        );
+        assert_eq!(t.db.run_migrations().await.unwrap().len(), reverted.len());
+        assert_eq!(t.db.users().get(user).await, Err(RepositoryError::NotFound));
+        let again = create_user(&t.db, "ann").await;
+        assert_eq!(
+            t.db.users().get(again).await.unwrap().email.as_str(),
             "ann@example.com"
         );
-        assert!(t.db.run_migrations().unwrap().is_empty(), "idempotent");
+        assert!(
+            t.db.run_migrations().await.unwrap().is_empty(),
+            "idempotent"
+        );
     }
 
-    pub fn ping_answers(t: &TestDb) {
-        t.db.ping().unwrap();
+    pub async fn ping_answers(t: &TestDb) {
+        t.db.ping().await.unwrap();
         assert!(t.db.pool_status().connections >= 1);
     }
 
     // --- users ---------------------------------------------------------------------------------
 
-    pub fn created_user_is_found_by_id_and_email(t: &TestDb) {
+    pub async fn created_user_is_found_by_id_and_email(t: &TestDb) {
         let users = t.db.users();
         let new = NewUser {
             id: None,
@@ -90,37 +96,40 @@ mod contract {
             marketing_opt_in: true,
             is_active: true,
         };
-        let created = users.create(&new, None).unwrap();
+        let created = users.create(&new, None).await.unwrap();
         assert_eq!(created.email.as_str(), "ann@example.com");
         assert_eq!(created.first_name.as_deref(), Some("Ann"));
         assert!(created.marketing_opt_in && created.is_active && !created.is_superuser);
-        assert_eq!(users.get(created.id).unwrap(), created);
+        assert_eq!(users.get(created.id).await.unwrap(), created);
         assert_eq!(
-            users.find_by_email(&new.email).unwrap(),
+            users.find_by_email(&new.email).await.unwrap(),
             Some(created.clone())
         );
         assert_eq!(
             users
                 .find_by_email(&Email::parse("nobody@example.com").unwrap())
+                .await
                 .unwrap(),
             None
         );
         assert_eq!(
-            users.get(UserId(created.id.0 + 1000)),
+            users.get(UserId(created.id.0 + 1000)).await,
             Err(RepositoryError::NotFound)
         );
     }
 
-    pub fn taken_email_is_a_conflict(t: &TestDb) {
+    pub async fn taken_email_is_a_conflict(t: &TestDb) {
         let users = t.db.users();
-        create_user(&t.db, "ann");
-        let bob = create_user(&t.db, "bob");
-        let again = users.create(
-            &NewUser::with_email(Email::parse("ann@example.com").unwrap()),
-            None,
-        );
+        create_user(&t.db, "ann").await;
+        let bob = create_user(&t.db, "bob").await;
+        let again = users
+            .create(
+                &NewUser::with_email(Email::parse("ann@example.com").unwrap()),
+                None,
+            )
+            .await;
         assert!(
-            matches!(again, Err(RepositoryError::Conflict(_))),
+            matches!(again, Err(RepositoryError::Duplicate(Unique::Email))),
             "{again:?}"
         );
         let patch = UserPatch {
@@ -128,23 +137,26 @@ mod contract {
             ..UserPatch::default()
         };
         assert!(matches!(
-            users.update(bob, &patch),
-            Err(RepositoryError::Conflict(_))
+            users.update(bob, &patch).await,
+            Err(RepositoryError::Duplicate(Unique::Email))
         ));
-        assert_eq!(users.get(bob).unwrap().email.as_str(), "bob@example.com");
+        assert_eq!(
+            users.get(bob).await.unwrap().email.as_str(),
+            "bob@example.com"
+        );
     }
 
-    pub fn patch_sets_clears_and_keeps_fields(t: &TestDb) {
+    pub async fn patch_sets_clears_and_keeps_fields(t: &TestDb) {
         let users = t.db.users();
-        let id = create_user(&t.db, "ann");
-        let before = users.get(id).unwrap();
+        let id = create_user(&t.db, "ann").await;
+        let before = users.get(id).await.unwrap();
         let set = UserPatch {
             first_name: Some(Some("Ann".into())),
             phone: Some(Some("123".into())),
             is_active: Some(true),
             ..UserPatch::default()
         };
-        let after = users.update(id, &set).unwrap();
+        let after = users.update(id, &set).await.unwrap();
         assert_eq!(after.first_name.as_deref(), Some("Ann"));
         assert_eq!(after.phone.as_deref(), Some("123"));
         assert!(after.is_active);
@@ -154,7 +166,7 @@ mod contract {
             email: Some(Email::parse("ann.lee@example.com").unwrap()),
             ..UserPatch::default()
         };
-        let after = users.update(id, &clear).unwrap();
+        let after = users.update(id, &clear).await.unwrap();
         assert_eq!(after.phone, None);
         assert_eq!(
             after.first_name.as_deref(),
@@ -162,40 +174,43 @@ mod contract {
             "absent field kept"
         );
         assert_eq!(after.email.as_str(), "ann.lee@example.com");
-        assert_eq!(users.get(id).unwrap(), after);
+        assert_eq!(users.get(id).await.unwrap(), after);
         assert_eq!(
-            users.update(UserId(id.0 + 1000), &UserPatch::default()),
+            users
+                .update(UserId(id.0 + 1000), &UserPatch::default())
+                .await,
             Err(RepositoryError::NotFound)
         );
     }
 
-    pub fn soft_deleted_user_is_hidden(t: &TestDb) {
+    pub async fn soft_deleted_user_is_hidden(t: &TestDb) {
         let users = t.db.users();
-        let ann = create_user(&t.db, "ann");
-        let bob = create_user(&t.db, "bob");
-        users.soft_delete(ann).unwrap();
-        assert_eq!(users.get(ann), Err(RepositoryError::NotFound));
+        let ann = create_user(&t.db, "ann").await;
+        let bob = create_user(&t.db, "bob").await;
+        users.soft_delete(ann).await.unwrap();
+        assert_eq!(users.get(ann).await, Err(RepositoryError::NotFound));
         assert_eq!(
             users
                 .find_by_email(&Email::parse("ann@example.com").unwrap())
+                .await
                 .unwrap(),
             None
         );
-        let (items, total) = users.list(Page::default()).unwrap();
+        let (items, total) = users.list(Page::default()).await.unwrap();
         assert_eq!(total, 1);
         assert_eq!(items.iter().map(|u| u.id).collect::<Vec<_>>(), [bob]);
-        assert_eq!(users.soft_delete(ann), Err(RepositoryError::NotFound));
+        assert_eq!(users.soft_delete(ann).await, Err(RepositoryError::NotFound));
         assert_eq!(
-            users.update(ann, &UserPatch::default()),
+            users.update(ann, &UserPatch::default()).await,
             Err(RepositoryError::NotFound)
         );
         assert_eq!(
-            users.password_hash(ann).map(|_| ()),
+            users.password_hash(ann).await.map(|_| ()),
             Err(RepositoryError::NotFound)
         );
         // The row is still there (soft delete).
-        let stored: i64 =
-            t.db.with_connection(|c| {
+        let stored: i64 = t
+            .with_connection(|c| {
                 users::table
                     .filter(users::id.eq(ann.0))
                     .count()
@@ -205,117 +220,148 @@ mod contract {
         assert_eq!(stored, 1);
     }
 
-    pub fn users_are_listed_by_page_with_total(t: &TestDb) {
+    pub async fn users_are_listed_by_page_with_total(t: &TestDb) {
         let users = t.db.users();
-        let ids: Vec<UserId> = (0..7)
-            .map(|i| create_user(&t.db, &format!("u{i}")))
-            .collect();
-        let (first, total) = users.list(Page::new(Some(3), Some(0)).unwrap()).unwrap();
+        let mut ids: Vec<UserId> = Vec::new();
+        for i in 0..7 {
+            ids.push(create_user(&t.db, &format!("u{i}")).await);
+        }
+        let (first, total) = users
+            .list(Page::new(Some(3), Some(0)).unwrap())
+            .await
+            .unwrap();
         assert_eq!(total, 7);
         assert_eq!(first.iter().map(|u| u.id).collect::<Vec<_>>(), ids[0..3]);
-        let (last, total) = users.list(Page::new(Some(3), Some(6)).unwrap()).unwrap();
+        let (last, total) = users
+            .list(Page::new(Some(3), Some(6)).unwrap())
+            .await
+            .unwrap();
         assert_eq!(total, 7);
         assert_eq!(last.iter().map(|u| u.id).collect::<Vec<_>>(), ids[6..7]);
         let (none, _) = users
             .list(Page::new(Some(3), Some(u64::MAX)).unwrap())
+            .await
             .unwrap();
         assert!(none.is_empty());
     }
 
-    pub fn password_hash_is_stored_and_replaced(t: &TestDb) {
+    pub async fn password_hash_is_stored_and_replaced(t: &TestDb) {
         let users = t.db.users();
-        let without = create_user(&t.db, "ann");
-        assert!(users.password_hash(without).unwrap().is_none());
+        let without = create_user(&t.db, "ann").await;
+        assert!(users.password_hash(without).await.unwrap().is_none());
         let with = users
             .create(
                 &NewUser::with_email(Email::parse("bob@example.com").unwrap()),
                 Some(SecretString::from("$argon2id$v=19$first")),
             )
+            .await
             .unwrap()
             .id;
         assert_eq!(
-            users.password_hash(with).unwrap().unwrap().expose_secret(),
+            users
+                .password_hash(with)
+                .await
+                .unwrap()
+                .unwrap()
+                .expose_secret(),
             "$argon2id$v=19$first"
         );
         users
             .set_password_hash(with, SecretString::from("$argon2id$v=19$second"))
+            .await
             .unwrap();
         assert_eq!(
-            users.password_hash(with).unwrap().unwrap().expose_secret(),
+            users
+                .password_hash(with)
+                .await
+                .unwrap()
+                .unwrap()
+                .expose_secret(),
             "$argon2id$v=19$second"
         );
         assert_eq!(
-            users.set_password_hash(UserId(with.0 + 1000), SecretString::from("x")),
+            users
+                .set_password_hash(UserId(with.0 + 1000), SecretString::from("x"))
+                .await,
             Err(RepositoryError::NotFound)
         );
     }
 
     // --- preferences, onboarding, capabilities ---------------------------------------------------
 
-    pub fn preferences_default_to_an_empty_object_and_round_trip(t: &TestDb) {
+    pub async fn preferences_default_to_an_empty_object_and_round_trip(t: &TestDb) {
         let prefs = t.db.preferences();
-        let user = create_user(&t.db, "ann");
-        assert_eq!(prefs.get(user).unwrap(), json!({}));
+        let user = create_user(&t.db, "ann").await;
+        assert_eq!(prefs.get(user).await.unwrap(), json!({}));
         let value = json!({"theme": "dark", "currency": "EUR", "nested": {"list": [1, 2.5, null, true]}, "é": "日本"});
-        assert_eq!(prefs.put(user, &value).unwrap(), value);
-        assert_eq!(prefs.get(user).unwrap(), value);
+        assert_eq!(prefs.put(user, &value).await.unwrap(), value);
+        assert_eq!(prefs.get(user).await.unwrap(), value);
         let replaced = json!({"theme": "light"});
-        prefs.put(user, &replaced).unwrap();
-        assert_eq!(prefs.get(user).unwrap(), replaced);
-        assert!(prefs.put(user, &json!([1, 2])).is_err(), "not an object");
+        prefs.put(user, &replaced).await.unwrap();
+        assert_eq!(prefs.get(user).await.unwrap(), replaced);
+        assert!(
+            prefs.put(user, &json!([1, 2])).await.is_err(),
+            "not an object"
+        );
         assert_eq!(
-            prefs.put(UserId(user.0 + 1000), &json!({})),
+            prefs.put(UserId(user.0 + 1000), &json!({})).await,
             Err(RepositoryError::NotFound),
             "unknown user"
         );
     }
 
-    pub fn onboarding_progress_round_trips(t: &TestDb) {
+    pub async fn onboarding_progress_round_trips(t: &TestDb) {
         let onboarding = t.db.onboarding();
-        let user = create_user(&t.db, "ann");
-        assert_eq!(onboarding.get(user).unwrap(), None);
+        let user = create_user(&t.db, "ann").await;
+        assert_eq!(onboarding.get(user).await.unwrap(), None);
         let mut progress = OnboardingProgress::start();
         progress.complete("api-keys").unwrap();
         progress.updated_at = Some(at(10));
-        onboarding.save(user, &progress).unwrap();
-        assert_eq!(onboarding.get(user).unwrap(), Some(progress.clone()));
+        onboarding.save(user, &progress).await.unwrap();
+        assert_eq!(onboarding.get(user).await.unwrap(), Some(progress.clone()));
         progress.complete("account-profile").unwrap();
         progress.restarted_at = Some(at(20));
         progress.updated_at = Some(at(30));
-        onboarding.save(user, &progress).unwrap();
-        let stored = onboarding.get(user).unwrap().unwrap();
+        onboarding.save(user, &progress).await.unwrap();
+        let stored = onboarding.get(user).await.unwrap().unwrap();
         assert_eq!(stored, progress);
         assert_eq!(stored.completed_steps, ["account-profile", "api-keys"]);
         assert_eq!(stored.current_step, "execution-mode");
     }
 
-    pub fn capabilities_are_granted_and_revoked(t: &TestDb) {
+    pub async fn capabilities_are_granted_and_revoked(t: &TestDb) {
         let caps = t.db.capabilities();
-        let user = create_user(&t.db, "ann");
-        assert!(caps.overrides(user).unwrap().is_empty());
-        caps.set(user, &Capability::manage_users(), true).unwrap();
-        caps.set(user, &Capability::use_users(), false).unwrap();
+        let user = create_user(&t.db, "ann").await;
+        assert!(caps.overrides(user).await.unwrap().is_empty());
+        caps.set(user, &Capability::manage_users(), true)
+            .await
+            .unwrap();
+        caps.set(user, &Capability::use_users(), false)
+            .await
+            .unwrap();
         assert_eq!(
-            caps.overrides(user).unwrap(),
+            caps.overrides(user).await.unwrap(),
             [
                 (Capability::manage_users(), true),
                 (Capability::use_users(), false)
             ]
         );
-        caps.set(user, &Capability::manage_users(), false).unwrap();
+        caps.set(user, &Capability::manage_users(), false)
+            .await
+            .unwrap();
         assert_eq!(
-            caps.overrides(user).unwrap()[0],
+            caps.overrides(user).await.unwrap()[0],
             (Capability::manage_users(), false)
         );
-        assert_eq!(caps.overrides(user).unwrap().len(), 2);
+        assert_eq!(caps.overrides(user).await.unwrap().len(), 2);
     }
 
     // --- audit -------------------------------------------------------------------------------------
 
-    pub fn audited_changes_commit_their_events_together(t: &TestDb) {
+    pub async fn audited_changes_commit_their_events_together(t: &TestDb) {
         let creds = t.db.credentials();
         let audit = t.db.audit();
-        let user = create_user(&t.db, "ann");
+        let user = create_user(&t.db, "ann").await;
         let event = |broker: &str| AuditEvent {
             occurred_at: at(7),
             actor_id: Some(user),
@@ -335,38 +381,43 @@ mod contract {
                 ],
                 &[event("binance"), event("kraken")],
             )
+            .await
             .unwrap();
         assert_eq!(rows.len(), 2);
-        let (events, total) = audit.list(user, Page::default()).unwrap();
+        let (events, total) = audit.list(user, Page::default()).await.unwrap();
         assert_eq!(total, 2);
         assert!(events.contains(&event("binance")) && events.contains(&event("kraken")));
 
         // A lost compare-and-set changes nothing and records nothing.
-        let lost = creds.apply_audited(
-            user,
-            &[CredentialMutation::Write(write(
-                "binance",
-                None,
-                Some("again"),
-                None,
-            ))],
-            &[event("binance")],
-        );
+        let lost = creds
+            .apply_audited(
+                user,
+                &[CredentialMutation::Write(write(
+                    "binance",
+                    None,
+                    Some("again"),
+                    None,
+                ))],
+                &[event("binance")],
+            )
+            .await;
         assert!(
-            matches!(lost, Err(RepositoryError::Conflict(_))),
+            matches!(lost, Err(RepositoryError::StaleVersion)),
             "{lost:?}"
         );
-        assert_eq!(audit.list(user, Page::default()).unwrap().1, 2);
+        assert_eq!(audit.list(user, Page::default()).await.unwrap().1, 2);
         assert_eq!(
-            creds.list(user).unwrap()[0].api_key_encrypted.as_deref(),
+            creds.list(user).await.unwrap()[0]
+                .api_key_encrypted
+                .as_deref(),
             Some("a1")
         );
     }
 
-    pub fn audit_events_are_listed_newest_first_by_page(t: &TestDb) {
+    pub async fn audit_events_are_listed_newest_first_by_page(t: &TestDb) {
         let audit = t.db.audit();
-        let user = create_user(&t.db, "ann");
-        let other = create_user(&t.db, "bob");
+        let user = create_user(&t.db, "ann").await;
+        let other = create_user(&t.db, "bob").await;
         let event = |seconds: i64, action: AuditAction| AuditEvent {
             occurred_at: at(seconds),
             actor_id: Some(other),
@@ -383,7 +434,7 @@ mod contract {
             (2, AuditAction::Delete),
             (4, AuditAction::Test),
         ] {
-            audit.record(&event(seconds, action)).unwrap();
+            audit.record(&event(seconds, action)).await.unwrap();
         }
         audit
             .record(&AuditEvent {
@@ -394,9 +445,11 @@ mod contract {
                 target_user_id: other,
                 ..event(5, AuditAction::Rotate)
             })
+            .await
             .unwrap();
         let (page, total) = audit
             .list(user, Page::new(Some(2), Some(0)).unwrap())
+            .await
             .unwrap();
         assert_eq!(total, 4);
         assert_eq!(
@@ -408,12 +461,13 @@ mod contract {
         );
         let (page, _) = audit
             .list(user, Page::new(Some(2), Some(2)).unwrap())
+            .await
             .unwrap();
         assert_eq!(
             page,
             [event(2, AuditAction::Delete), event(1, AuditAction::Write)]
         );
-        let (others, total) = audit.list(other, Page::default()).unwrap();
+        let (others, total) = audit.list(other, Page::default()).await.unwrap();
         assert_eq!(total, 1);
         assert_eq!(others[0].actor_id, None);
         assert_eq!(
@@ -425,15 +479,15 @@ mod contract {
 
     // --- credentials -----------------------------------------------------------------------------
 
-    pub fn new_user_has_no_credentials(t: &TestDb) {
-        let user = create_user(&t.db, "ann");
-        assert!(t.db.credentials().list(user).unwrap().is_empty());
+    pub async fn new_user_has_no_credentials(t: &TestDb) {
+        let user = create_user(&t.db, "ann").await;
+        assert!(t.db.credentials().list(user).await.unwrap().is_empty());
     }
 
-    pub fn apply_inserts_and_lists_rows_by_broker(t: &TestDb) {
+    pub async fn apply_inserts_and_lists_rows_by_broker(t: &TestDb) {
         let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann");
-        let other = create_user(&t.db, "bob");
+        let user = create_user(&t.db, "ann").await;
+        let other = create_user(&t.db, "bob").await;
         let rows = creds
             .apply(
                 user,
@@ -443,6 +497,7 @@ mod contract {
                     CredentialMutation::Write(write("interactive-brokers", None, None, Some("is"))),
                 ],
             )
+            .await
             .unwrap();
         creds
             .apply(
@@ -454,6 +509,7 @@ mod contract {
                     None,
                 ))],
             )
+            .await
             .unwrap();
         let brokers: Vec<_> = rows.iter().map(|r| r.broker.as_str().to_owned()).collect();
         assert_eq!(brokers, ["binance", "interactive-brokers", "kraken"]);
@@ -468,13 +524,13 @@ mod contract {
         assert_eq!(binance.last_test_status, None);
         assert_eq!(binance.created_at, at(0));
         assert_eq!(binance.updated_at, at(0));
-        assert_eq!(creds.list(user).unwrap(), rows);
-        assert_eq!(creds.list(other).unwrap().len(), 1);
+        assert_eq!(creds.list(user).await.unwrap(), rows);
+        assert_eq!(creds.list(other).await.unwrap().len(), 1);
     }
 
-    pub fn write_with_the_current_version_updates_and_resets_the_test(t: &TestDb) {
+    pub async fn write_with_the_current_version_updates_and_resets_the_test(t: &TestDb) {
         let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann");
+        let user = create_user(&t.db, "ann").await;
         creds
             .apply(
                 user,
@@ -485,11 +541,13 @@ mod contract {
                     Some("s1"),
                 ))],
             )
+            .await
             .unwrap();
         assert!(creds
             .record_test(user, &broker("binance"), "ok", at(5))
+            .await
             .unwrap());
-        let tested = &creds.list(user).unwrap()[0];
+        let tested = &creds.list(user).await.unwrap()[0];
         assert_eq!(tested.last_test_status.as_deref(), Some("ok"));
         assert_eq!(tested.last_tested_at, Some(at(5)));
         assert_eq!(tested.version, 1, "a test is not a write");
@@ -504,6 +562,7 @@ mod contract {
                     Some("s2"),
                 ))],
             )
+            .await
             .unwrap();
         let row = &rows[0];
         assert_eq!(row.version, 2);
@@ -517,9 +576,9 @@ mod contract {
         assert_eq!(row.id, tested.id);
     }
 
-    pub fn stale_or_duplicate_writes_conflict_and_change_nothing(t: &TestDb) {
+    pub async fn stale_or_duplicate_writes_conflict_and_change_nothing(t: &TestDb) {
         let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann");
+        let user = create_user(&t.db, "ann").await;
         let before = creds
             .apply(
                 user,
@@ -528,6 +587,7 @@ mod contract {
                     CredentialMutation::Write(write("kraken", None, Some("k2"), None)),
                 ],
             )
+            .await
             .unwrap();
         // Each of these fails on its last mutation; the earlier ones must be rolled back.
         let failing: [&[CredentialMutation]; 3] = [
@@ -552,18 +612,18 @@ mod contract {
             ],
         ];
         for mutations in failing {
-            let outcome = creds.apply(user, mutations);
+            let outcome = creds.apply(user, mutations).await;
             assert!(
-                matches!(outcome, Err(RepositoryError::Conflict(_))),
+                matches!(outcome, Err(RepositoryError::StaleVersion)),
                 "{outcome:?}"
             );
-            assert_eq!(creds.list(user).unwrap(), before, "nothing changed");
+            assert_eq!(creds.list(user).await.unwrap(), before, "nothing changed");
         }
     }
 
-    pub fn delete_with_the_current_version_removes_the_row(t: &TestDb) {
+    pub async fn delete_with_the_current_version_removes_the_row(t: &TestDb) {
         let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann");
+        let user = create_user(&t.db, "ann").await;
         creds
             .apply(
                 user,
@@ -572,6 +632,7 @@ mod contract {
                     CredentialMutation::Write(write("kraken", None, Some("k"), None)),
                 ],
             )
+            .await
             .unwrap();
         let rows = creds
             .apply(
@@ -581,14 +642,15 @@ mod contract {
                     expected_version: 1,
                 }],
             )
+            .await
             .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].broker.as_str(), "kraken");
     }
 
-    pub fn unconditional_delete_reports_whether_a_row_existed(t: &TestDb) {
+    pub async fn unconditional_delete_reports_whether_a_row_existed(t: &TestDb) {
         let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann");
+        let user = create_user(&t.db, "ann").await;
         creds
             .apply(
                 user,
@@ -599,6 +661,7 @@ mod contract {
                     None,
                 ))],
             )
+            .await
             .unwrap();
         creds
             .apply(
@@ -610,18 +673,39 @@ mod contract {
                     None,
                 ))],
             )
+            .await
             .unwrap();
-        assert!(creds.delete(user, &broker("binance")).unwrap());
-        assert!(!creds.delete(user, &broker("binance")).unwrap());
-        assert!(creds.list(user).unwrap().is_empty());
+        let event = AuditEvent {
+            occurred_at: at(5),
+            actor_id: Some(user),
+            target_user_id: user,
+            action: AuditAction::Delete,
+            broker: Some("binance".into()),
+            outcome: "success".into(),
+            key_id: None,
+            request_id: Some("req-delete".into()),
+        };
+        assert!(creds
+            .delete(user, &broker("binance"), &event)
+            .await
+            .unwrap());
+        assert!(!creds
+            .delete(user, &broker("binance"), &event)
+            .await
+            .unwrap());
+        assert!(creds.list(user).await.unwrap().is_empty());
+        // The event is recorded with the deletion, once: not for the delete that found nothing.
+        let (events, total) = t.db.audit().list(user, Page::default()).await.unwrap();
+        assert_eq!((total, events), (1, vec![event]));
         assert!(!creds
             .record_test(user, &broker("binance"), "ok", at(1))
+            .await
             .unwrap());
     }
 
-    pub fn user_and_broker_are_unique(t: &TestDb) {
+    pub async fn user_and_broker_are_unique(t: &TestDb) {
         let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann");
+        let user = create_user(&t.db, "ann").await;
         creds
             .apply(
                 user,
@@ -632,9 +716,10 @@ mod contract {
                     None,
                 ))],
             )
+            .await
             .unwrap();
         // Straight to the table, past the repository's ON CONFLICT clause.
-        let duplicate = t.db.with_connection(|c| {
+        let duplicate = t.with_connection(|c| {
             diesel::insert_into(user_broker_credentials::table)
                 .values((
                     user_broker_credentials::user_id.eq(user.0),
@@ -642,17 +727,21 @@ mod contract {
                 ))
                 .execute(c)
         });
-        match duplicate {
-            Err(RepositoryError::Conflict(message)) => {
-                assert!(!message.contains("binance"), "{message}")
-            }
-            other => panic!("expected a conflict, got {other:?}"),
-        }
+        assert!(
+            matches!(
+                duplicate,
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _
+                ))
+            ),
+            "{duplicate:?}"
+        );
     }
 
-    pub fn hard_deleting_a_user_cascades(t: &TestDb) {
-        let user = create_user(&t.db, "ann");
-        let kept = create_user(&t.db, "bob");
+    pub async fn hard_deleting_a_user_cascades(t: &TestDb) {
+        let user = create_user(&t.db, "ann").await;
+        let kept = create_user(&t.db, "bob").await;
         for id in [user, kept] {
             t.db.credentials()
                 .apply(
@@ -664,18 +753,21 @@ mod contract {
                         None,
                     ))],
                 )
+                .await
                 .unwrap();
-            t.db.preferences().put(id, &json!({"a": 1})).unwrap();
+            t.db.preferences().put(id, &json!({"a": 1})).await.unwrap();
             t.db.onboarding()
                 .save(id, &OnboardingProgress::start())
+                .await
                 .unwrap();
             t.db.capabilities()
                 .set(id, &Capability::manage_users(), true)
+                .await
                 .unwrap();
         }
         assert_eq!(count_rows_of(t, user), [1, 1, 1, 1]);
-        let deleted =
-            t.db.with_connection(|c| {
+        let deleted = t
+            .with_connection(|c| {
                 diesel::delete(users::table.filter(users::id.eq(user.0))).execute(c)
             })
             .unwrap();
@@ -684,9 +776,9 @@ mod contract {
         assert_eq!(count_rows_of(t, kept), [1, 1, 1, 1]);
     }
 
-    pub fn long_tokens_round_trip(t: &TestDb) {
+    pub async fn long_tokens_round_trip(t: &TestDb) {
         let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann");
+        let user = create_user(&t.db, "ann").await;
         // The Fernet token of a 4096-character secret of 4-byte characters is about 21,900
         // characters; the 5,600-character one of 4096 ASCII characters is the common case.
         let ascii_token = format!("gAAAAA{}", "x".repeat(5_594));
@@ -701,21 +793,24 @@ mod contract {
                     Some(&wide_token),
                 ))],
             )
+            .await
             .unwrap();
         assert_eq!(
             rows[0].api_key_encrypted.as_deref(),
             Some(ascii_token.as_str())
         );
         assert_eq!(
-            creds.list(user).unwrap()[0].api_secret_encrypted.as_deref(),
+            creds.list(user).await.unwrap()[0]
+                .api_secret_encrypted
+                .as_deref(),
             Some(wide_token.as_str())
         );
     }
 
-    pub fn batches_rewrites_and_key_counts_serve_rotation(t: &TestDb) {
+    pub async fn batches_rewrites_and_key_counts_serve_rotation(t: &TestDb) {
         let creds = t.db.credentials();
-        let ann = create_user(&t.db, "ann");
-        let bob = create_user(&t.db, "bob");
+        let ann = create_user(&t.db, "ann").await;
+        let bob = create_user(&t.db, "bob").await;
         creds
             .apply(
                 ann,
@@ -724,6 +819,7 @@ mod contract {
                     CredentialMutation::Write(write("kraken", None, Some("a2"), None)),
                 ],
             )
+            .await
             .unwrap();
         creds
             .apply(
@@ -735,28 +831,33 @@ mod contract {
                     None,
                 ))],
             )
+            .await
             .unwrap();
-        let first = creds.batch_after(0, 2).unwrap();
+        let first = creds.batch_after(0, 2).await.unwrap();
         assert_eq!(first.len(), 2);
         assert!(first[0].id < first[1].id);
-        let rest = creds.batch_after(first[1].id, 2).unwrap();
+        let rest = creds.batch_after(first[1].id, 2).await.unwrap();
         assert_eq!(rest.len(), 1);
-        assert!(creds.batch_after(rest[0].id, 2).unwrap().is_empty());
+        assert!(creds.batch_after(rest[0].id, 2).await.unwrap().is_empty());
 
         assert!(creds
             .record_test(ann, &broker("binance"), "ok", at(9))
+            .await
             .unwrap());
-        let row = creds.list(ann).unwrap().remove(0);
+        let row = creds.list(ann).await.unwrap().remove(0);
         let mut rotated = write("binance", Some(row.version), Some("a1-rotated"), None);
         rotated.key_id = KeyId::new("k2");
         rotated.updated_at = at(1000);
-        assert_eq!(creds.rewrite(&[(row.id, rotated.clone())]).unwrap(), [true]);
         assert_eq!(
-            creds.rewrite(&[(row.id, rotated.clone())]).unwrap(),
+            creds.rewrite(&[(row.id, rotated.clone())]).await.unwrap(),
+            [true]
+        );
+        assert_eq!(
+            creds.rewrite(&[(row.id, rotated.clone())]).await.unwrap(),
             [false],
             "version moved on"
         );
-        let after = creds.list(ann).unwrap().remove(0);
+        let after = creds.list(ann).await.unwrap().remove(0);
         assert_eq!(after.api_key_encrypted.as_deref(), Some("a1-rotated"));
         assert_eq!(after.key_id, Some(KeyId::new("k2")));
         assert_eq!(after.version, row.version + 1);
@@ -768,14 +869,18 @@ mod contract {
         assert_eq!(after.last_tested_at, Some(at(9)));
         let mut wrong_broker = write("kraken", Some(after.version), Some("x"), None);
         wrong_broker.key_id = KeyId::new("k2");
-        assert_eq!(creds.rewrite(&[(after.id, wrong_broker)]).unwrap(), [false]);
+        assert_eq!(
+            creds.rewrite(&[(after.id, wrong_broker)]).await.unwrap(),
+            [false]
+        );
         assert!(creds
             .rewrite(&[(after.id, write("binance", None, None, None))])
+            .await
             .is_err());
-        assert_eq!(creds.rewrite(&[]).unwrap(), Vec::<bool>::new());
+        assert_eq!(creds.rewrite(&[]).await.unwrap(), Vec::<bool>::new());
 
         // A row without a key id, as the Python service writes them.
-        t.db.with_connection(|c| {
+        t.with_connection(|c| {
             diesel::insert_into(user_broker_credentials::table)
                 .values((
                     user_broker_credentials::user_id.eq(bob.0),
@@ -786,7 +891,7 @@ mod contract {
         })
         .unwrap();
         assert_eq!(
-            creds.count_by_key_id().unwrap(),
+            creds.count_by_key_id().await.unwrap(),
             [
                 (None, 1),
                 (Some(KeyId::new("k1")), 2),
@@ -795,6 +900,7 @@ mod contract {
         );
         let legacy = creds
             .list(bob)
+            .await
             .unwrap()
             .into_iter()
             .find(|r| r.broker.as_str() == "legacy")
@@ -807,6 +913,7 @@ mod contract {
         // A batch: each row by its own compare-and-set, answered in order.
         let kraken = creds
             .list(ann)
+            .await
             .unwrap()
             .into_iter()
             .find(|r| r.broker.as_str() == "kraken")
@@ -818,18 +925,19 @@ mod contract {
         assert_eq!(
             creds
                 .rewrite(&[(legacy.id, current), (kraken.id, stale)])
+                .await
                 .unwrap(),
             [true, false]
         );
         assert_eq!(
-            creds.count_by_key_id().unwrap(),
+            creds.count_by_key_id().await.unwrap(),
             [(Some(KeyId::new("k1")), 2), (Some(KeyId::new("k2")), 2)]
         );
     }
 
-    pub fn a_foreign_writer_that_sets_the_tag_keeps_it(t: &TestDb) {
+    pub async fn a_foreign_writer_that_sets_the_tag_keeps_it(t: &TestDb) {
         let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann");
+        let user = create_user(&t.db, "ann").await;
         let row = creds
             .apply(
                 user,
@@ -840,10 +948,11 @@ mod contract {
                     Some("s"),
                 ))],
             )
+            .await
             .unwrap()
             .remove(0);
         // Someone copying another row's ciphertext and tag: the tag stays, to be checked.
-        t.db.with_connection(|c| {
+        t.with_connection(|c| {
             diesel::update(
                 user_broker_credentials::table.filter(user_broker_credentials::id.eq(row.id)),
             )
@@ -854,29 +963,55 @@ mod contract {
             .execute(c)
         })
         .unwrap();
-        let after = creds.list(user).unwrap().remove(0);
+        let after = creds.list(user).await.unwrap().remove(0);
         assert_eq!(after.version, 2);
         assert_eq!(after.binding.as_deref(), Some("v1.copied-tag"));
         assert_eq!(after.key_id, row.key_id);
     }
 
-    pub fn explicit_user_id_is_kept_and_later_ids_do_not_collide(t: &TestDb) {
+    pub async fn explicit_user_id_is_kept_and_later_ids_do_not_collide(t: &TestDb) {
         let users = t.db.users();
         let mut platform = NewUser::with_email(Email::parse("platform@example.com").unwrap());
         platform.id = Some(UserId(4242));
-        assert_eq!(users.create(&platform, None).unwrap().id, UserId(4242));
+        assert_eq!(
+            users.create(&platform, None).await.unwrap().id,
+            UserId(4242)
+        );
+        let first = users
+            .create(
+                &NewUser::with_email(Email::parse("first@example.com").unwrap()),
+                None,
+            )
+            .await
+            .unwrap();
+        match t.db.backend() {
+            // The explicit id did not move the sequence: generated ids go on from where they
+            // were.
+            user_service_persistence::Backend::Postgres => {
+                assert!(first.id.0 < 4242, "{:?}", first.id)
+            }
+            // SQLite gives the next id after the largest one: it can never collide.
+            user_service_persistence::Backend::Sqlite => {
+                assert_eq!(first.id, UserId(4243))
+            }
+        }
+        // An explicit id the sequence is about to hand out is skipped when its turn comes.
+        let mut taken = NewUser::with_email(Email::parse("taken@example.com").unwrap());
+        taken.id = Some(UserId(first.id.0 + 1));
+        users.create(&taken, None).await.unwrap();
         let next = users
             .create(
                 &NewUser::with_email(Email::parse("next@example.com").unwrap()),
                 None,
             )
+            .await
             .unwrap();
-        assert!(next.id.0 > 4242, "{:?}", next.id);
+        assert!(next.id.0 > first.id.0 + 1, "{:?}", next.id);
     }
 
-    pub fn a_foreign_update_of_ciphertext_unbinds_the_row(t: &TestDb) {
+    pub async fn a_foreign_update_of_ciphertext_unbinds_the_row(t: &TestDb) {
         let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann");
+        let user = create_user(&t.db, "ann").await;
         let row = creds
             .apply(
                 user,
@@ -887,13 +1022,15 @@ mod contract {
                     Some("s"),
                 ))],
             )
+            .await
             .unwrap()
             .remove(0);
         assert!(creds
             .record_test(user, &broker("binance"), "ok", at(3))
+            .await
             .unwrap());
         // What the Python service does: change a ciphertext, knowing nothing of version/binding.
-        t.db.with_connection(|c| {
+        t.with_connection(|c| {
             diesel::update(
                 user_broker_credentials::table.filter(user_broker_credentials::id.eq(row.id)),
             )
@@ -901,7 +1038,7 @@ mod contract {
             .execute(c)
         })
         .unwrap();
-        let after = creds.list(user).unwrap().remove(0);
+        let after = creds.list(user).await.unwrap().remove(0);
         assert_eq!(after.api_key_encrypted.as_deref(), Some("gAAAAApython"));
         assert_eq!(after.api_secret_encrypted.as_deref(), Some("s"));
         assert_eq!(after.version, 2, "the change is visible to compare-and-set");
@@ -909,16 +1046,18 @@ mod contract {
         assert_eq!((after.last_test_status, after.last_tested_at), (None, None));
         // A stale writer loses; a fresh one binds the row again.
         assert!(matches!(
-            creds.apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    Some(1),
-                    Some("k2"),
-                    None
-                ))]
-            ),
-            Err(RepositoryError::Conflict(_))
+            creds
+                .apply(
+                    user,
+                    &[CredentialMutation::Write(write(
+                        "binance",
+                        Some(1),
+                        Some("k2"),
+                        None
+                    ))]
+                )
+                .await,
+            Err(RepositoryError::StaleVersion)
         ));
         let rebound = creds
             .apply(
@@ -930,6 +1069,7 @@ mod contract {
                     None,
                 ))],
             )
+            .await
             .unwrap()
             .remove(0);
         assert_eq!(rebound.version, 3);
@@ -937,37 +1077,39 @@ mod contract {
         assert_eq!(rebound.key_id, Some(KeyId::new("k1")));
     }
 
-    pub fn concurrent_writers_never_mix_halves_nor_lose_writes(t: &TestDb) {
+    pub async fn concurrent_writers_never_mix_halves_nor_lose_writes(t: &TestDb) {
         const WRITERS: usize = 50;
-        let user = create_user(&t.db, "ann");
+        let user = create_user(&t.db, "ann").await;
         let service = CredentialService::new(
             Arc::new(t.db.credentials()),
             Arc::new(t.db.audit()),
             Arc::new(SystemClock),
         );
-        let barrier = Barrier::new(WRITERS);
-        let outcomes: Vec<_> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..WRITERS)
-                .map(|i| {
-                    let (service, barrier) = (&service, &barrier);
-                    scope.spawn(move || {
-                        let update = CredentialUpdate {
-                            broker: broker("binance"),
-                            api_key: SecretInput::Set(PlainSecret::new(format!("key-{i}"))),
-                            api_secret: SecretInput::Set(PlainSecret::new(format!("secret-{i}"))),
-                        };
-                        let ctx = RequestContext::new(user, format!("req-{i}"));
-                        barrier.wait();
-                        service.update(&TestCipher, &ctx, user, vec![update])
-                    })
+        // Every writer is its own task on a multi-threaded runtime, all let go at once.
+        let barrier = Arc::new(tokio::sync::Barrier::new(WRITERS));
+        let tasks: Vec<_> = (0..WRITERS)
+            .map(|i| {
+                let (service, barrier) = (service.clone(), Arc::clone(&barrier));
+                tokio::spawn(async move {
+                    let update = CredentialUpdate {
+                        broker: broker("binance"),
+                        api_key: SecretInput::Set(PlainSecret::new(format!("key-{i}"))),
+                        api_secret: SecretInput::Set(PlainSecret::new(format!("secret-{i}"))),
+                    };
+                    let ctx = RequestContext::new(user, format!("req-{i}"));
+                    barrier.wait().await;
+                    service.update(&TestCipher, &ctx, user, vec![update]).await
                 })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
         let failures: Vec<_> = outcomes.iter().filter(|o| o.is_err()).collect();
         assert!(failures.is_empty(), "{failures:?}");
 
-        let rows = t.db.credentials().list(user).unwrap();
+        let rows = t.db.credentials().list(user).await.unwrap();
         assert_eq!(rows.len(), 1);
         let row = &rows[0];
         let key = TestCipher::open(row.api_key_encrypted.as_deref().unwrap());
@@ -983,7 +1125,7 @@ mod contract {
         );
         use user_service_domain::ports::CredentialCipher;
         assert!(TestCipher.verify_binding(row));
-        let (events, total) = t.db.audit().list(user, Page::default()).unwrap();
+        let (events, total) = t.db.audit().list(user, Page::default()).await.unwrap();
         assert_eq!(total, WRITERS as u64);
         assert!(events.iter().all(|e| e.action == AuditAction::Write));
     }
@@ -1024,10 +1166,10 @@ macro_rules! contract_tests {
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
         $(
-            #[test]
-            fn $name() {
-                let Some(test_db) = $open() else { return };
-                crate::contract::$name(&test_db);
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(test_db) = $open().await else { return };
+                crate::contract::$name(&test_db).await;
             }
         )*
     };
@@ -1041,19 +1183,20 @@ mod postgres {
     contract_tests!(crate::support::postgres);
 }
 
-#[test]
-fn in_memory_sqlite_keeps_its_data_on_its_single_connection() {
+#[tokio::test]
+async fn in_memory_sqlite_keeps_its_data_on_its_single_connection() {
     use user_service_domain::ports::UserRepository;
     let db = user_service_persistence::Database::connect(
         "sqlite::memory:",
         &user_service_persistence::PoolSettings::default(),
     )
+    .await
     .unwrap();
-    db.run_migrations().unwrap();
+    db.run_migrations().await.unwrap();
     assert_eq!(db.pool_status().connections, 1);
-    let id = support::create_user(&db, "ann");
+    let id = support::create_user(&db, "ann").await;
     assert_eq!(
-        db.users().get(id).unwrap().email.as_str(),
+        db.users().get(id).await.unwrap().email.as_str(),
         "ann@example.com"
     );
 }

@@ -16,7 +16,7 @@ use user_service_domain::ports::{
 use user_service_domain::{KeyId, UserId};
 use user_service_persistence::Database;
 
-use support::{postgres_empty, test_settings, write};
+use support::{postgres_empty, test_settings, write, ApplyExt};
 
 const SCHEMA: &str = include_str!("../../../testdata/legacy/legacy-schema.postgres.sql");
 const DATA: &str = include_str!("../../../testdata/legacy/legacy-data.postgres.sql");
@@ -52,8 +52,8 @@ fn count(conn: &mut PgConnection, table: &str) -> i64 {
     scalar(conn, &format!("SELECT COUNT(*) FROM {table}"))
 }
 
-#[test]
-fn python_database_is_upgraded_in_place() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_database_is_upgraded_in_place() {
     let Some((url, _name, _guard)) = postgres_empty() else {
         return;
     };
@@ -61,11 +61,11 @@ fn python_database_is_upgraded_in_place() {
     conn.batch_execute(SCHEMA).unwrap();
     conn.batch_execute(DATA).unwrap();
 
-    let db = Database::connect(&url, &test_settings()).unwrap();
-    let applied = db.run_migrations().unwrap();
+    let db = Database::connect(&url, &test_settings()).await.unwrap();
+    let applied = db.run_migrations().await.unwrap();
     assert!(!applied.is_empty());
     assert!(
-        db.run_migrations().unwrap().is_empty(),
+        db.run_migrations().await.unwrap().is_empty(),
         "nothing left to apply"
     );
 
@@ -164,15 +164,14 @@ fn python_database_is_upgraded_in_place() {
     // Every credential decrypts, with the Python key, to its plaintext.
     let fernet = fernet::Fernet::new(KEY.trim()).unwrap();
     let expected: Value = serde_json::from_str(PLAINTEXTS).unwrap();
-    let rows: Vec<(i64, Option<String>, Option<String>)> = db
-        .with_connection(|c| {
-            use user_service_persistence::schema::user_broker_credentials as ubc;
-            ubc::table
-                .order(ubc::id)
-                .select((ubc::id, ubc::api_key_encrypted, ubc::api_secret_encrypted))
-                .load(c)
-        })
-        .unwrap();
+    let rows: Vec<(i64, Option<String>, Option<String>)> = {
+        use user_service_persistence::schema::user_broker_credentials as ubc;
+        ubc::table
+            .order(ubc::id)
+            .select((ubc::id, ubc::api_key_encrypted, ubc::api_secret_encrypted))
+            .load(&mut conn)
+            .unwrap()
+    };
     let open = |token: &Option<String>| {
         token
             .as_ref()
@@ -193,16 +192,16 @@ fn python_database_is_upgraded_in_place() {
     assert_eq!(decrypted, wanted);
 
     // The repositories read the legacy rows.
-    let ada = db.users().get(UserId(1)).unwrap();
+    let ada = db.users().get(UserId(1)).await.unwrap();
     assert_eq!(ada.email.as_str(), "trader.one@example.com");
     assert_eq!(ada.first_name.as_deref(), Some("Ada"));
-    assert!(db.users().password_hash(UserId(1)).unwrap().is_some());
+    assert!(db.users().password_hash(UserId(1)).await.unwrap().is_some());
     assert_eq!(
-        db.preferences().get(UserId(1)).unwrap(),
+        db.preferences().get(UserId(1)).await.unwrap(),
         json!({"theme": "dark", "currency": "EUR"})
     );
-    assert_eq!(db.preferences().get(UserId(2)).unwrap(), json!({}));
-    let stored = db.credentials().list(UserId(1)).unwrap();
+    assert_eq!(db.preferences().get(UserId(2)).await.unwrap(), json!({}));
+    let stored = db.credentials().list(UserId(1)).await.unwrap();
     assert_eq!(
         stored.iter().map(|r| r.broker.as_str()).collect::<Vec<_>>(),
         ["binance", "ibkr"]
@@ -214,10 +213,10 @@ fn python_database_is_upgraded_in_place() {
         );
         assert_eq!(row.last_test_status, None);
     }
-    let kraken = &db.credentials().list(UserId(2)).unwrap()[0];
+    let kraken = &db.credentials().list(UserId(2)).await.unwrap()[0];
     assert_eq!(kraken.api_secret_encrypted, None);
     assert_eq!(
-        db.credentials().count_by_key_id().unwrap(),
+        db.credentials().count_by_key_id().await.unwrap(),
         [(None::<KeyId>, 3)]
     );
 
@@ -233,6 +232,7 @@ fn python_database_is_upgraded_in_place() {
                 None,
             ))],
         )
+        .await
         .unwrap();
     assert_eq!(rows[0].version, 2);
 
@@ -247,12 +247,14 @@ fn python_database_is_upgraded_in_place() {
     let three = db
         .users()
         .find_by_email(&user_service_domain::Email::parse("trader.three@example.com").unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(three.id, UserId(3), "the identity sequence carried on");
     let python_row = db
         .credentials()
         .list(UserId(2))
+        .await
         .unwrap()
         .into_iter()
         .find(|r| r.broker.as_str() == "binance")

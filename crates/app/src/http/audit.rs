@@ -1,13 +1,13 @@
-//! The audit trail of credential access (SPEC §6.7): what was done to whose credentials, by
-//! whom, with which key, in which request. Never a value.
+//! The audit trail of credential access: what was done to whose credentials, by whom, with
+//! which key, in which request. Never a value.
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use user_service_domain::{AuditEvent, Page, UserId};
 
-use crate::error::{ApiError, ErrorBody};
 use crate::http::credentials::existing_user;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::middleware::Caller;
 use crate::http::users::{PageQuery, Pagination};
 use crate::state::AppState;
@@ -29,7 +29,8 @@ pub async fn list_own(
     caller: Caller,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    page_of(state, caller.user_id, query.into_inner()).await
+    let target = caller.user_id;
+    page_of(state, caller, target, query.into_inner()).await
 }
 
 /// `GET /users/{user_id}/broker-credentials/audit?limit&offset` (operators).
@@ -37,21 +38,25 @@ pub async fn list_own(
     responses((status = 200, body = AuditPage), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_other(
     state: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
     user_id: web::Path<i64>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let target = existing_user(&state, UserId(user_id.into_inner())).await?;
-    page_of(state, target, query.into_inner()).await
+    page_of(state, caller, target, query.into_inner()).await
 }
 
 async fn page_of(
     state: web::Data<AppState>,
+    caller: Caller,
     target: UserId,
     query: PageQuery,
 ) -> Result<HttpResponse, ApiError> {
     let page = Page::new(query.limit, query.offset)?;
-    let (items, total) = AppState::blocking(&state, move |s| s.audit.list(target, page)).await??;
+    let (items, total) = state
+        .credentials
+        .audit_trail(&caller.context(), target, page)
+        .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(AuditPage {

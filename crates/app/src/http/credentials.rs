@@ -1,4 +1,4 @@
-//! Broker credential routes (SPEC §4.1–§4.3): translate HTTP to the domain's credential service.
+//! Broker credential routes: translate HTTP to the domain's credential service and back.
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
@@ -7,11 +7,11 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 use user_service_domain::limits::SECRET_MAX_CHARS;
 use user_service_domain::{
-    BrokerId, CredentialStatus, CredentialTest, CredentialUpdate, PlainSecret, RequestContext,
-    SecretInput, UserId, ValidationError,
+    BrokerId, CredentialStatus, CredentialTest, CredentialUpdate, PlainSecret, SecretInput, UserId,
+    ValidationError,
 };
 
-use crate::error::{ApiError, ErrorBody, FieldError};
+use crate::http::error::{ApiError, ErrorBody, FieldError};
 use crate::http::middleware::Caller;
 use crate::state::AppState;
 
@@ -89,22 +89,16 @@ fn no_store(body: CredentialList) -> HttpResponse {
         .json(body)
 }
 
-fn context(caller: &Caller) -> RequestContext {
-    RequestContext::new(caller.user_id, caller.request_id.clone())
-}
-
 async fn list_for(
     state: web::Data<AppState>,
     caller: Caller,
     target: UserId,
 ) -> Result<HttpResponse, ApiError> {
     let ring = state.ring()?;
-    let credentials = AppState::blocking(&state, move |state| {
-        state
-            .credentials
-            .list(ring.as_ref(), &context(&caller), target)
-    })
-    .await??;
+    let credentials = state
+        .credentials
+        .list(ring.as_ref(), &caller.context(), target)
+        .await?;
     Ok(no_store(CredentialList { credentials }))
 }
 
@@ -116,12 +110,10 @@ async fn update_for(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_domain()?;
     let ring = state.ring()?;
-    let credentials = AppState::blocking(&state, move |state| {
-        state
-            .credentials
-            .update(ring.as_ref(), &context(&caller), target, request)
-    })
-    .await??;
+    let credentials = state
+        .credentials
+        .update(ring.as_ref(), &caller.context(), target, request)
+        .await?;
     Ok(no_store(CredentialList { credentials }))
 }
 
@@ -132,10 +124,10 @@ async fn delete_for(
     broker: &str,
 ) -> Result<HttpResponse, ApiError> {
     let broker = BrokerId::parse(broker)?;
-    AppState::blocking(&state, move |state| {
-        state.credentials.delete(&context(&caller), target, &broker)
-    })
-    .await??;
+    state
+        .credentials
+        .delete(&caller.context(), target, &broker)
+        .await?;
     Ok(HttpResponse::NoContent()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
@@ -235,12 +227,17 @@ pub struct TestAnswer {
     message: &'static str,
 }
 
-fn given(value: Option<SecretString>) -> Result<Option<PlainSecret>, ValidationError> {
+/// A value sent for a connection test: blank is "not sent"; longer than the limit is refused,
+/// naming the field it came from.
+fn given(
+    field: &'static str,
+    value: Option<SecretString>,
+) -> Result<Option<PlainSecret>, ValidationError> {
     match value {
         Some(v) if v.expose_secret().trim().is_empty() => Ok(None),
         Some(v) if v.expose_secret().chars().count() > SECRET_MAX_CHARS => {
             Err(ValidationError::TooLong {
-                field: "api_secret",
+                field,
                 max: SECRET_MAX_CHARS,
             })
         }
@@ -248,7 +245,7 @@ fn given(value: Option<SecretString>) -> Result<Option<PlainSecret>, ValidationE
     }
 }
 
-/// `POST /users/me/api-credentials/test` (SPEC §4.4).
+/// `POST /users/me/api-credentials/test`.
 #[utoipa::path(post, path = "/users/me/api-credentials/test", tag = "credentials", security(("bearer" = [])), request_body = TestBody,
     responses((status = 200, body = TestAnswer), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Missing capability", body = ErrorBody), (status = 503, description = "Key not configured or dependency unavailable", body = ErrorBody)))]
 pub async fn test_own(
@@ -259,21 +256,20 @@ pub async fn test_own(
     let body = body.into_inner();
     let request = CredentialTest {
         broker: BrokerId::parse(&body.broker)?,
-        api_key: given(body.api_key)?,
-        api_secret: given(body.api_secret)?,
+        api_key: given("api_key", body.api_key)?,
+        api_secret: given("api_secret", body.api_secret)?,
     };
     let ring = state.ring()?;
-    let target = caller.user_id;
-    let result = web::block(move || {
-        state.credentials.test(
+    let result = state
+        .credentials
+        .test(
             ring.as_ref(),
             state.probe.as_ref(),
-            &context(&caller),
-            target,
+            &caller.context(),
+            caller.user_id,
             request,
         )
-    })
-    .await??;
+        .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(TestAnswer {
@@ -286,6 +282,5 @@ pub async fn test_own(
 
 /// 404 `User not found` unless the user exists and is not deleted.
 pub async fn existing_user(state: &web::Data<AppState>, id: UserId) -> Result<UserId, ApiError> {
-    crate::http::users::run(state, move |s| s.users.get(id)).await?;
-    Ok(id)
+    Ok(state.users.get(id).await?.id)
 }

@@ -11,9 +11,12 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
-use user_service_domain::{authorize, Action, Capabilities, UserId};
+use user_service_domain::ports::EntitlementsProvider;
+use user_service_domain::{
+    authorize_principal, AccessDenied, Action, Capabilities, Principal, RequestContext, UserId,
+};
 
-use crate::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// The request id of the current request (echoed or generated).
@@ -132,10 +135,26 @@ fn response_detail(body: &[u8]) -> String {
     }
 }
 
-/// The authenticated caller of a protected route, put in the request by [`Authorize`].
+/// The authenticated principal of a protected route and what it holds, put in the request by
+/// [`Authorize`].
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// Who the token speaks for.
+    pub principal: Principal,
+    /// Capabilities held (empty for routes that require none, and for services).
+    pub capabilities: Capabilities,
+    /// Request id, for audit records.
+    pub request_id: String,
+}
+
+/// The authenticated principal of a route that admits services (`POST /users/register`).
+#[derive(Debug, Clone)]
+pub struct AnyCaller(pub Authenticated);
+
+/// The authenticated user of a protected route (every route but those that admit services).
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The verified identity (the token's `sub`).
+    /// The verified user (the token's `sub`).
     pub user_id: UserId,
     /// Capabilities held (empty for routes that require none).
     pub capabilities: Capabilities,
@@ -143,19 +162,45 @@ pub struct Caller {
     pub request_id: String,
 }
 
+impl Caller {
+    /// The audit context of this caller's request.
+    pub fn context(&self) -> RequestContext {
+        RequestContext::new(self.user_id, self.request_id.clone())
+    }
+}
+
+fn authenticated(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+    // Present whenever the route is wrapped in `Authorize`; absent means a wiring mistake,
+    // which must fail closed.
+    req.extensions()
+        .get::<Authenticated>()
+        .cloned()
+        .ok_or_else(ApiError::missing_token)
+}
+
+impl FromRequest for AnyCaller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(authenticated(req).map(Self))
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        // Present whenever the route is wrapped in `Authorize`; absent means a wiring mistake,
-        // which must fail closed.
-        ready(
-            req.extensions()
-                .get::<Caller>()
-                .cloned()
-                .ok_or_else(|| ApiError::unauthorized("Missing token")),
-        )
+        ready(authenticated(req).and_then(|auth| match auth.principal {
+            Principal::User(user_id) => Ok(Caller {
+                user_id,
+                capabilities: auth.capabilities,
+                request_id: auth.request_id,
+            }),
+            // `Authorize` already refused services on routes that do not admit them.
+            Principal::Service(_) => Err(AccessDenied::ServicePrincipal.into()),
+        }))
     }
 }
 
@@ -205,9 +250,9 @@ where
         let service = Rc::clone(&self.service);
         let action = self.action;
         Box::pin(async move {
-            match caller_of(&req, action).await {
-                Ok(caller) => {
-                    req.extensions_mut().insert(caller);
+            match authenticate(&req, action).await {
+                Ok(authenticated) => {
+                    req.extensions_mut().insert(authenticated);
                     service
                         .call(req)
                         .await
@@ -230,69 +275,65 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-async fn caller_of(req: &ServiceRequest, action: Action) -> Result<Caller, ApiError> {
+async fn authenticate(req: &ServiceRequest, action: Action) -> Result<Authenticated, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .cloned()
-        .ok_or_else(|| ApiError::internal("application state missing"))?;
-    let token =
-        bearer_token(req.headers()).ok_or_else(|| ApiError::unauthorized("Missing token"))?;
-    let user_id = state
+        .ok_or_else(|| ApiError::new(ErrorCode::InternalError, "application state missing"))?;
+    let token = bearer_token(req.headers()).ok_or_else(ApiError::missing_token)?;
+    let principal = state
         .tokens()
         .verify_access(token)
-        .map_err(|_| ApiError::unauthorized("Invalid token"))?;
-    check_actor_header(req.headers(), user_id)?;
+        .map_err(|_| ApiError::invalid_token())?;
+    check_actor_headers(req.headers(), &principal)?;
     let request_id = req
         .extensions()
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
-
-    let capabilities = if action.required().is_empty() {
-        Capabilities::none()
-    } else if let Some(fresh) = state.entitlements.fresh(user_id) {
-        fresh
-    } else {
-        let entitlements = state.clone();
-        web::block(move || {
-            use user_service_domain::ports::EntitlementsProvider;
-            entitlements.entitlements.capabilities(user_id)
-        })
-        .await?
-        .map_err(|e| ApiError::unavailable(&e.to_string()))?
+    let capabilities = match &principal {
+        Principal::User(user) if !action.required().is_empty() => state
+            .entitlements
+            .capabilities(*user)
+            .await
+            .map_err(|e| ApiError::unavailable(&e))?,
+        _ => Capabilities::none(),
     };
-    authorize(&capabilities, action)
-        .map_err(|denied| ApiError::forbidden("missing_capability", denied.to_string()))?;
-    Ok(Caller {
-        user_id,
+    authorize_principal(&principal, &capabilities, action)?;
+    log::debug!(target: "access", "{principal} authorized for {action:?} request_id={request_id}");
+    Ok(Authenticated {
+        principal,
         capabilities,
         request_id,
     })
 }
 
-/// `X-Customer-ID` (or `X-User-ID`), when present, must name the token's subject.
-fn check_actor_header(headers: &HeaderMap, user_id: UserId) -> Result<(), ApiError> {
-    let value = ["x-customer-id", "x-user-id"]
-        .iter()
-        .find_map(|name| headers.get(*name));
-    let Some(value) = value else {
-        return Ok(());
-    };
-    let claimed = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .ok_or_else(|| {
-            ApiError::bad_request("invalid_actor_header", "Invalid x-customer-id header")
-        })?;
-    if claimed != user_id.0 {
-        return Err(ApiError::forbidden("actor_mismatch", "Actor mismatch"));
+/// Every `X-Customer-ID` and `X-User-ID` value, when present, must name the token's subject.
+fn check_actor_headers(headers: &HeaderMap, principal: &Principal) -> Result<(), ApiError> {
+    for name in ["x-customer-id", "x-user-id"] {
+        for value in headers.get_all(name) {
+            let claimed = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidActorHeader,
+                        "Invalid x-customer-id header",
+                    )
+                })?;
+            if principal.user() != Some(UserId(claimed)) {
+                return Err(ApiError::new(ErrorCode::ActorMismatch, "Actor mismatch"));
+            }
+        }
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -302,6 +343,39 @@ mod tests {
         assert_eq!(incoming_request_id(&headers), None);
         headers.insert(X_CORRELATION_ID, HeaderValue::from_static("corr-42"));
         assert_eq!(incoming_request_id(&headers).as_deref(), Some("corr-42"));
+    }
+
+    #[test]
+    fn every_actor_header_value_must_name_the_subject() {
+        let me = Principal::User(UserId(7));
+        let mut headers = HeaderMap::new();
+        headers.append(
+            HeaderName::from_static("x-customer-id"),
+            HeaderValue::from_static("7"),
+        );
+        assert!(check_actor_headers(&headers, &me).is_ok());
+        headers.append(
+            HeaderName::from_static("x-user-id"),
+            HeaderValue::from_static("8"),
+        );
+        assert_eq!(
+            check_actor_headers(&headers, &me).unwrap_err().code(),
+            ErrorCode::ActorMismatch
+        );
+        let mut headers = HeaderMap::new();
+        headers.append(
+            HeaderName::from_static("x-customer-id"),
+            HeaderValue::from_static("7"),
+        );
+        headers.append(
+            HeaderName::from_static("x-customer-id"),
+            HeaderValue::from_static("9"),
+        );
+        assert_eq!(
+            check_actor_headers(&headers, &me).unwrap_err().code(),
+            ErrorCode::ActorMismatch,
+            "a second value of the same header counts too"
+        );
     }
 
     #[test]

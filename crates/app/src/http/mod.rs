@@ -2,23 +2,24 @@
 
 pub mod account_page;
 pub mod audit;
+pub mod auth;
 pub mod credentials;
+pub mod error;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod service;
-pub mod signin;
 pub mod users;
 
 use std::future::ready;
 
 use actix_web::dev::HttpServiceFactory;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, Resource};
 use user_service_domain::Action;
 use utoipa::OpenApi;
 
-use crate::error::{ApiError, FieldError};
+use error::{ApiError, ErrorCode, FieldError};
 use middleware::Authorize;
 
 /// Registers every route on `cfg`.
@@ -37,7 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
         .service(web::redirect("/docs", "/docs/"));
 
     // Embedded sign-in (`/auth/*`, only with AUTH_MODE=embedded) and the `/account` page.
-    signin::configure(cfg);
+    auth::configure(cfg);
     account_page::configure(cfg);
 
     use credentials as c;
@@ -109,12 +110,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .route(web::put().to(u::update_me))
             .route(web::delete().to(u::delete_me))
     }))
-    .service(guarded(
-        "/users/register",
-        "POST",
-        Action::RegisterSelf,
-        |r| r.route(web::post().to(u::register)),
-    ))
+    .service(guarded("/users/register", "POST", Action::Register, |r| {
+        r.route(web::post().to(u::register))
+    }))
     .service(guarded("/users", "GET, POST", admin, |r| {
         r.route(web::get().to(u::list))
             .route(web::post().to(u::create))
@@ -201,14 +199,12 @@ fn json_config(limit: usize) -> web::JsonConfig {
 fn json_error(error: JsonPayloadError, limit: usize) -> ApiError {
     match error {
         JsonPayloadError::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "Content-Type must be application/json",
         ),
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
             ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("Request body is larger than {limit} bytes"),
             )
         }
@@ -223,15 +219,15 @@ fn json_error(error: JsonPayloadError, limit: usize) -> ApiError {
                 message: data_error_kind(&e),
             }],
         ),
-        JsonPayloadError::Deserialize(e) => ApiError::bad_request(
-            "malformed_json",
+        JsonPayloadError::Deserialize(e) => ApiError::new(
+            ErrorCode::MalformedJson,
             format!(
                 "Request body is not valid JSON (line {}, column {})",
                 e.line(),
                 e.column()
             ),
         ),
-        _ => ApiError::bad_request("invalid_body", "Request body could not be read"),
+        _ => ApiError::new(ErrorCode::InvalidBody, "Request body could not be read"),
     }
 }
 

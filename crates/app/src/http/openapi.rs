@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::{ErrorBody, FieldError};
+use crate::http::error::{ErrorBody, ErrorCode, FieldError};
 use crate::http::{audit, credentials, service, users};
 
 /// Routes that serve the same operation as another path (the original service's aliases).
@@ -57,7 +57,7 @@ const ALIASES: &[(&str, &str, &[&str])] = &[
         service::ready,
         service::metrics,
     ),
-    components(schemas(ErrorBody, FieldError)),
+    components(schemas(ErrorBody, ErrorCode, FieldError)),
     modifiers(&Security, &Aliases),
     tags(
         (name = "credentials", description = "The caller's broker credentials (can.use_users)"),

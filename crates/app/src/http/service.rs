@@ -1,12 +1,11 @@
-//! Service routes (SPEC §4.6): liveness, readiness, metrics.
+//! Service routes: liveness, readiness, metrics.
 
 use std::fmt::Write;
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
-use crate::error::ApiError;
-use crate::keys::KeyStatus;
+use crate::config::KeyStatus;
 use crate::state::AppState;
 
 /// `GET /health`: the process is alive. No dependency is checked.
@@ -37,13 +36,13 @@ pub struct Readiness {
 }
 
 /// Computes readiness: database reachable, key ring loaded, no row on a retired key.
-pub fn readiness(state: &AppState) -> Readiness {
+pub async fn readiness(state: &AppState) -> Readiness {
     let ring = match state.keys.status() {
         KeyStatus::Ready(ring) => Ok(ring),
         KeyStatus::Misconfigured(reason) => Err(reason),
     };
     // The count is itself the database check: a separate ping would only repeat the round trip.
-    let counts = state.credential_store.count_by_key_id();
+    let counts = state.credential_store.count_by_key_id().await;
     let database = if counts.is_ok() { "ok" } else { "unavailable" };
     let key_ids: Vec<String> = ring
         .as_ref()
@@ -78,23 +77,22 @@ pub fn readiness(state: &AppState) -> Readiness {
 
 /// `GET /ready`: 200 when ready, 503 with the reasons otherwise.
 #[utoipa::path(get, path = "/ready", tag = "service", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
-pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let report = web::block(move || readiness(&state)).await?;
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let report = readiness(&state).await;
     let mut response = if report.status == "ready" {
         HttpResponse::Ok()
     } else {
         HttpResponse::ServiceUnavailable()
     };
-    Ok(response
+    response
         .insert_header(("Cache-Control", "no-store"))
-        .json(report))
+        .json(report)
 }
 
 /// `GET /metrics`: Prometheus text.
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scrape = state.clone();
-    let report = web::block(move || readiness(&scrape)).await?;
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let report = readiness(&state).await;
     let mut extra = String::new();
     extra.push_str("# HELP broker_credentials_stored Credential rows per key id.\n");
     extra.push_str("# TYPE broker_credentials_stored gauge\n");
@@ -127,7 +125,23 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
             "encryption_key_info{{key_id=\"{key_id}\",primary=\"{primary}\"}} 1"
         );
     }
-    Ok(HttpResponse::Ok()
+    let pool = state.database.pool_status();
+    extra.push_str("# HELP database_pool_connections Open database connections, idle or busy.\n");
+    extra.push_str("# TYPE database_pool_connections gauge\n");
+    let _ = writeln!(
+        extra,
+        "database_pool_connections{{state=\"idle\"}} {}",
+        pool.idle
+    );
+    let _ = writeln!(
+        extra,
+        "database_pool_connections{{state=\"busy\"}} {}",
+        pool.connections.saturating_sub(pool.idle)
+    );
+    extra.push_str("# HELP database_pool_waiting Requests waiting for a database connection.\n");
+    extra.push_str("# TYPE database_pool_waiting gauge\n");
+    let _ = writeln!(extra, "database_pool_waiting {}", pool.waiting);
+    HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(&extra)))
+        .body(state.metrics.render(&extra))
 }

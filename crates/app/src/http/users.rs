@@ -1,35 +1,16 @@
-//! Users, preferences and onboarding routes (SPEC §4.5), kept from the original service.
+//! Users, preferences and onboarding routes, kept from the original service: they translate
+//! HTTP to the domain's user service and back.
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
 use user_service_domain::user::profile_field;
 use user_service_domain::{
-    Capability, Email, NewUser, OnboardingProgress, Page, RepositoryError, User, UserId, UserPatch,
-    ValidationError,
+    Email, NewUser, OnboardingProgress, Page, Principal, User, UserId, UserPatch, ValidationError,
 };
 
-use crate::error::{ApiError, ErrorBody};
-use crate::http::middleware::Caller;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::middleware::{AnyCaller, Caller};
 use crate::state::AppState;
-
-/// Runs a repository call on the blocking pool, answering `404 User not found` for a missing or
-/// deleted user.
-pub(crate) async fn run<T, F>(state: &web::Data<AppState>, call: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&AppState) -> Result<T, RepositoryError> + Send + 'static,
-{
-    match AppState::blocking(state, call).await? {
-        Ok(value) => Ok(value),
-        Err(RepositoryError::NotFound) => Err(ApiError::not_found("User not found")),
-        Err(RepositoryError::Conflict(_)) => Err(ApiError::new(
-            actix_web::http::StatusCode::CONFLICT,
-            "email_taken",
-            "Email already registered",
-        )),
-        Err(other) => Err(other.into()),
-    }
-}
 
 /// Profile fields of a create or update request.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -82,16 +63,21 @@ impl ProfileBody {
     }
 }
 
-/// `POST /users/register`: creates the caller's own profile (id = the token's subject).
+/// `POST /users/register`: a user creates its own profile (id = the token's subject); a service
+/// principal creates a new user, which gets the next free id.
 #[utoipa::path(post, path = "/users/register", tag = "users", security(("bearer" = [])), request_body = ProfileBody,
     responses((status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn register(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: AnyCaller,
     body: web::Json<ProfileBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let new_user = body.into_inner().new_user(Some(caller.user_id), false)?;
-    let user = run(&state, move |s| s.users.create(&new_user, None)).await?;
+    let id = match caller.0.principal {
+        Principal::User(id) => Some(id),
+        Principal::Service(_) => None,
+    };
+    let new_user = body.into_inner().new_user(id, false)?;
+    let user = state.users.create(new_user, None).await?;
     Ok(HttpResponse::Created().json(user))
 }
 
@@ -104,7 +90,7 @@ pub async fn create(
     body: web::Json<ProfileBody>,
 ) -> Result<HttpResponse, ApiError> {
     let new_user = body.into_inner().new_user(None, true)?;
-    let user = run(&state, move |s| s.users.create(&new_user, None)).await?;
+    let user = state.users.create(new_user, None).await?;
     Ok(HttpResponse::Created().json(user))
 }
 
@@ -158,7 +144,7 @@ pub async fn list(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = Page::new(query.limit, query.offset)?;
-    let (items, total) = run(&state, move |s| s.users.list(page)).await?;
+    let (items, total) = state.users.list(page).await?;
     Ok(HttpResponse::Ok().json(UserPage {
         pagination: Pagination::new(page, items.len(), total),
         items,
@@ -169,8 +155,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = User), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn get_me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let id = caller.user_id;
-    Ok(HttpResponse::Ok().json(run(&state, move |s| s.users.get(id)).await?))
+    Ok(HttpResponse::Ok().json(state.users.get(caller.user_id).await?))
 }
 
 /// `PUT /users/me`.
@@ -181,9 +166,8 @@ pub async fn update_me(
     caller: Caller,
     body: web::Json<ProfileBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = caller.user_id;
     let patch = body.into_inner().patch(false)?;
-    Ok(HttpResponse::Ok().json(run(&state, move |s| s.users.update(id, &patch)).await?))
+    Ok(HttpResponse::Ok().json(state.users.update(caller.user_id, &patch).await?))
 }
 
 /// `DELETE /users/me` (soft delete).
@@ -204,8 +188,7 @@ pub async fn get_user(
     _caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = UserId(id.into_inner());
-    Ok(HttpResponse::Ok().json(run(&state, move |s| s.users.get(id)).await?))
+    Ok(HttpResponse::Ok().json(state.users.get(UserId(id.into_inner())).await?))
 }
 
 /// `PATCH /users/{user_id}` (operators).
@@ -217,9 +200,8 @@ pub async fn patch_user(
     id: web::Path<i64>,
     body: web::Json<ProfileBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = UserId(id.into_inner());
     let patch = body.into_inner().patch(true)?;
-    Ok(HttpResponse::Ok().json(run(&state, move |s| s.users.update(id, &patch)).await?))
+    Ok(HttpResponse::Ok().json(state.users.update(UserId(id.into_inner()), &patch).await?))
 }
 
 /// `DELETE /users/{user_id}` (operators; soft delete).
@@ -233,10 +215,8 @@ pub async fn delete_user(
     soft_delete(&state, UserId(id.into_inner())).await
 }
 
-/// Soft-deletes `id` and forgets its cached capabilities at once.
 async fn soft_delete(state: &web::Data<AppState>, id: UserId) -> Result<HttpResponse, ApiError> {
-    run(state, move |s| s.users.soft_delete(id)).await?;
-    state.entitlements.invalidate(id);
+    state.users.delete(id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -248,28 +228,11 @@ pub async fn activate(
     caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = UserId(id.into_inner());
-    if id != caller.user_id {
-        let caps_state = state.clone();
-        let actor = caller.user_id;
-        let held = web::block(move || {
-            use user_service_domain::ports::EntitlementsProvider;
-            caps_state.entitlements.capabilities(actor)
-        })
-        .await?
-        .map_err(|e| ApiError::unavailable(&e.to_string()))?;
-        if !held.holds(&Capability::manage_users()) {
-            return Err(ApiError::forbidden(
-                "operation_not_permitted",
-                "Operation not permitted",
-            ));
-        }
-    }
-    let patch = UserPatch {
-        is_active: Some(true),
-        ..UserPatch::default()
-    };
-    Ok(HttpResponse::Ok().json(run(&state, move |s| s.users.update(id, &patch)).await?))
+    let user = state
+        .users
+        .activate(caller.user_id, UserId(id.into_inner()))
+        .await?;
+    Ok(HttpResponse::Ok().json(user))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -293,14 +256,8 @@ pub async fn put_preferences(
     caller: Caller,
     body: web::Json<PreferencesBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = caller.user_id;
     let value = serde_json::Value::Object(body.into_inner().preferences);
-    user_service_domain::user::check_preferences(&value)?;
-    let preferences = run(&state, move |s| {
-        s.users.get(id)?;
-        s.preferences.put(id, &value)
-    })
-    .await?;
+    let preferences = state.users.put_preferences(caller.user_id, value).await?;
     Ok(HttpResponse::Ok().json(Preferences { preferences }))
 }
 
@@ -311,15 +268,7 @@ pub async fn get_onboarding(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let id = caller.user_id;
-    let progress = run(&state, move |s| {
-        s.users.get(id)?;
-        Ok(s.onboarding
-            .get(id)?
-            .unwrap_or_else(OnboardingProgress::start))
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(progress))
+    Ok(HttpResponse::Ok().json(state.users.onboarding(caller.user_id).await?))
 }
 
 /// `POST /users/me/onboarding/steps/{step}`.
@@ -330,24 +279,7 @@ pub async fn complete_step(
     caller: Caller,
     step: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = caller.user_id;
-    let mut probe = OnboardingProgress::start();
-    probe.complete(&step)?;
-    let step = step.into_inner();
-    let progress = run(&state, move |s| {
-        s.users.get(id)?;
-        let mut progress = s
-            .onboarding
-            .get(id)?
-            .unwrap_or_else(OnboardingProgress::start);
-        // The step was validated above; completing it again cannot fail.
-        let _ = progress.complete(&step);
-        progress.updated_at = Some(chrono::Utc::now());
-        s.onboarding.save(id, &progress)?;
-        Ok(progress)
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(progress))
+    Ok(HttpResponse::Ok().json(state.users.complete_step(caller.user_id, &step).await?))
 }
 
 /// `POST /users/me/onboarding/reset`.
@@ -357,16 +289,5 @@ pub async fn reset_onboarding(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let id = caller.user_id;
-    let progress = run(&state, move |s| {
-        s.users.get(id)?;
-        let now = chrono::Utc::now();
-        let mut progress = OnboardingProgress::start();
-        progress.restarted_at = Some(now);
-        progress.updated_at = Some(now);
-        s.onboarding.save(id, &progress)?;
-        Ok(progress)
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(progress))
+    Ok(HttpResponse::Ok().json(state.users.reset_onboarding(caller.user_id).await?))
 }

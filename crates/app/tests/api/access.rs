@@ -1,8 +1,9 @@
 //! Authentication, capabilities and account isolation on every route.
 
 use serde_json::json;
-use user_service::auth::{TokenCodec, TokenKind};
+use user_service_crypto::{TokenCodec, TokenKind};
 use user_service_domain::secrecy::{ExposeSecret, SecretString};
+use user_service_domain::Principal;
 use user_service_domain::UserId;
 
 use crate::on_both_backends;
@@ -82,9 +83,9 @@ on_both_backends! {
         let (_, operator_token) = server.user("op@example.com", true);
         server.cli(&["revoke", "user@example.com", "can.use_users"]);
         let (_, plain_token) = server.user("plain@example.com", false);
-        let expired = codec().issue_with_expiry(UserId(user), TokenKind::Access, 1_000);
-        let refresh = codec().issue(UserId(user), TokenKind::Refresh);
-        let forged = TokenCodec::new(&SecretString::from("not-the-secret"), None, None).issue(UserId(user), TokenKind::Access);
+        let expired = codec().issue_with_expiry(&Principal::User(UserId(user)), TokenKind::Access, 1_000);
+        let refresh = codec().issue_with_expiry(&Principal::User(UserId(user)), TokenKind::Refresh, chrono::Utc::now().timestamp() + 600);
+        let forged = TokenCodec::new(&SecretString::from("not-the-secret"), None, None).issue_access(&Principal::User(UserId(user)));
 
         for (method, path, body, kind) in ROUTES {
             let path = path.replace("{id}", &other.to_string());

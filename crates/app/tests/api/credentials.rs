@@ -213,7 +213,7 @@ on_both_backends! {
         assert_eq!(list.body["credentials"][0]["last_test_status"], "ok");
 
         let missing = server.call("POST", "/users/me/api-credentials/test", Some(&token), Some(json!({"broker": "kraken", "api_key": "only-key"})));
-        assert_eq!((missing.body["status"].as_str(), missing.body["message"].as_str()), (Some("unauthorized"), Some("Clés API manquantes pour ce broker.")));
+        assert_eq!((missing.body["status"].as_str(), missing.body["message"].as_str()), (Some("missing_credentials"), Some("Clés API manquantes pour ce broker.")));
         let no_adapter = server.call("POST", "/users/me/api-credentials/test", Some(&token), Some(json!({"broker": "ibkr", "api_key": "k", "api_secret": "s"})));
         assert_eq!(no_adapter.body["status"], "network_error");
         assert_eq!(no_adapter.body["message"], "Vérification automatique indisponible pour ce broker.");

@@ -319,15 +319,14 @@ fn python_database_is_upgraded_by_rotation_and_stays_readable_by_python() {
     );
 
     // Through the API, the Python user's rows read back.
-    let token = user_service::auth::TokenCodec::new(
+    let token = user_service_crypto::TokenCodec::new(
         &user_service_domain::secrecy::SecretString::from(crate::support::JWT_SECRET),
         None,
         None,
     )
-    .issue(
+    .issue_access(&user_service_domain::Principal::User(
         user_service_domain::UserId(1),
-        user_service::auth::TokenKind::Access,
-    );
+    ));
     let list = server.call(
         "GET",
         PATH,

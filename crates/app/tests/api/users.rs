@@ -1,8 +1,9 @@
 //! Users, preferences and onboarding routes (SPEC §4.5).
 
 use serde_json::json;
-use user_service::auth::{TokenCodec, TokenKind};
+use user_service_crypto::TokenCodec;
 use user_service_domain::secrecy::{ExposeSecret, SecretString};
+use user_service_domain::Principal;
 use user_service_domain::UserId;
 
 use crate::on_both_backends;
@@ -12,7 +13,7 @@ on_both_backends! {
     fn profile_lifecycle(backend: Backend) {
         let Some(server) = TestServer::start(backend, &[]) else { return };
         // A platform token for an id that has no profile yet registers itself.
-        let token = TokenCodec::new(&SecretString::from(JWT_SECRET), None, None).issue(UserId(4242), TokenKind::Access);
+        let token = TokenCodec::new(&SecretString::from(JWT_SECRET), None, None).issue_access(&Principal::User(UserId(4242)));
         let token = token.expose_secret();
         let created = server.call("POST", "/users/register", Some(token), Some(json!({"email": "Reg@Example.com", "first_name": "Reg"})));
         assert_eq!(created.status, 201, "{}", created.text);

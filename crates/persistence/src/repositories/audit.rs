@@ -1,12 +1,15 @@
 //! `AuditRepository` on `credential_audit_events`.
 
+use async_trait::async_trait;
 use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
 use user_service_domain::ports::AuditRepository;
 use user_service_domain::{AuditAction, AuditEvent, KeyId, Page, RepositoryError, UserId};
 
 use super::{count, limit_offset, AuditStore};
 use crate::connection::DbConnection;
 use crate::error::Failure;
+use crate::on_backend;
 use crate::schema::credential_audit_events as events;
 use crate::sql_types::DbTime;
 
@@ -30,7 +33,10 @@ struct EventRow {
 impl EventRow {
     fn into_domain(self) -> Result<AuditEvent, Failure> {
         let action = AuditAction::parse(&self.action).ok_or_else(|| {
-            RepositoryError::Other(format!("audit event {} has an unknown action", self.id))
+            Failure::corrupt(
+                "read audit events",
+                format!("audit event {} has an unknown action", self.id),
+            )
         })?;
         Ok(AuditEvent {
             occurred_at: self.occurred_at.0,
@@ -76,43 +82,86 @@ impl<'a> NewEventRow<'a> {
     }
 }
 
-/// Inserts `events` on `conn` (inside the caller's transaction, if any).
-pub(crate) fn insert_events(conn: &mut DbConnection, events: &[AuditEvent]) -> Result<(), Failure> {
-    // One statement per event: multi-row inserts are not portable across the two backends
-    // behind `MultiConnection`, and a request writes one event per broker it changes.
+/// Inserts `events` on `conn` (inside the caller's transaction, if any), in one statement.
+pub(crate) async fn insert_events(
+    conn: &mut DbConnection,
+    events: &[AuditEvent],
+) -> Result<(), Failure> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    // One single-row statement per event: its text never changes, so it stays prepared on the
+    // connection (a multi-row insert is a new statement text for each count of rows, parsed
+    // and planned anew). A request writes one event per broker it changes, usually one.
     for event in events {
-        diesel::insert_into(events::table)
-            .values(NewEventRow::of(event))
-            .execute(conn)?;
+        let row = NewEventRow::of(event);
+        on_backend!(conn, |c| {
+            diesel::insert_into(events::table)
+                .values(&row)
+                .execute(c)
+                .await
+        })?;
     }
     Ok(())
 }
 
+/// Inserts `events` on PostgreSQL through a shared reference, all statements in flight at once
+/// (with the other statements of the caller's transaction).
+pub(crate) async fn insert_events_pipelined(
+    c: &diesel_async::pg::AsyncPgConnection,
+    events: &[AuditEvent],
+) -> Result<(), Failure> {
+    futures_util::future::try_join_all(events.iter().map(|event| async move {
+        let mut c = c;
+        diesel::insert_into(events::table)
+            .values(&NewEventRow::of(event))
+            .execute(&mut c)
+            .await
+    }))
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
 impl AuditRepository for AuditStore {
-    fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
-        self.db.run("record audit event", |conn| {
-            insert_events(conn, std::slice::from_ref(event))
-        })
+    async fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
+        self.db
+            .run("record audit event", async |conn| {
+                insert_events(conn, std::slice::from_ref(event)).await
+            })
+            .await
     }
 
-    fn list(&self, target: UserId, page: Page) -> Result<(Vec<AuditEvent>, u64), RepositoryError> {
+    async fn list(
+        &self,
+        target: UserId,
+        page: Page,
+    ) -> Result<(Vec<AuditEvent>, u64), RepositoryError> {
         let (limit, offset) = limit_offset(page);
-        self.db.run("list audit events", |conn| {
-            let total: i64 = events::table
-                .filter(events::target_user_id.eq(target.0))
-                .count()
-                .get_result(conn)?;
-            let items = events::table
-                .filter(events::target_user_id.eq(target.0))
-                .order((events::occurred_at.desc(), events::id.desc()))
-                .limit(limit)
-                .offset(offset)
-                .select(EventRow::as_select())
-                .load(conn)?
-                .into_iter()
-                .map(EventRow::into_domain)
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((items, count(total)))
-        })
+        self.db
+            .run("list audit events", async |conn| {
+                let (total, rows): (i64, Vec<EventRow>) = on_backend!(conn, |c| {
+                    let total = events::table
+                        .filter(events::target_user_id.eq(target.0))
+                        .count()
+                        .get_result(c)
+                        .await?;
+                    let rows = events::table
+                        .filter(events::target_user_id.eq(target.0))
+                        .order((events::occurred_at.desc(), events::id.desc()))
+                        .limit(limit)
+                        .offset(offset)
+                        .select(EventRow::as_select())
+                        .load(c)
+                        .await?;
+                    diesel::QueryResult::Ok((total, rows))
+                })?;
+                let items = rows
+                    .into_iter()
+                    .map(EventRow::into_domain)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((items, count(total)))
+            })
+            .await
     }
 }

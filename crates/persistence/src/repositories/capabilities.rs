@@ -1,55 +1,69 @@
 //! `CapabilityRepository` on `user_capabilities`.
 
+use async_trait::async_trait;
 use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::RunQueryDsl;
 use user_service_domain::ports::CapabilityRepository;
 use user_service_domain::{Capability, RepositoryError, UserId};
 
 use super::CapabilityStore;
+use crate::error::Failure;
+use crate::on_backend;
 use crate::schema::user_capabilities as caps;
-use crate::upsert::{conflict_clause, OnConflict};
 
-conflict_clause!(
-    /// A second grant or revocation replaces the first.
-    ReplaceGrant = " ON CONFLICT (user_id, capability) DO UPDATE SET granted = excluded.granted"
-);
-
+#[async_trait]
 impl CapabilityRepository for CapabilityStore {
-    fn overrides(&self, user: UserId) -> Result<Vec<(Capability, bool)>, RepositoryError> {
-        self.db.run("read capabilities", |conn| {
-            let rows: Vec<(String, bool)> = caps::table
-                .filter(caps::user_id.eq(user.0))
-                .order(caps::capability.asc())
-                .select((caps::capability, caps::granted))
-                .load(conn)?;
-            rows.into_iter()
-                .map(|(code, granted)| {
-                    Capability::parse(&code)
-                        .map(|c| (c, granted))
-                        .ok_or_else(|| {
-                            RepositoryError::Other(format!(
-                                "user {user} has an invalid stored capability code"
-                            ))
-                            .into()
-                        })
-                })
-                .collect()
-        })
+    async fn overrides(&self, user: UserId) -> Result<Vec<(Capability, bool)>, RepositoryError> {
+        self.db
+            .run("read capabilities", async |conn| {
+                let rows: Vec<(String, bool)> = on_backend!(conn, |c| {
+                    caps::table
+                        .filter(caps::user_id.eq(user.0))
+                        .order(caps::capability.asc())
+                        .select((caps::capability, caps::granted))
+                        .load(c)
+                        .await
+                })?;
+                rows.into_iter()
+                    .map(|(code, granted)| {
+                        Capability::parse(&code)
+                            .map(|c| (c, granted))
+                            .ok_or_else(|| {
+                                Failure::corrupt(
+                                    "read capabilities",
+                                    format!("user {user} has an invalid stored capability code"),
+                                )
+                            })
+                    })
+                    .collect()
+            })
+            .await
     }
 
-    fn set(
+    async fn set(
         &self,
         user: UserId,
         capability: &Capability,
         granted: bool,
     ) -> Result<(), RepositoryError> {
-        self.db.run("store capability", |conn| {
-            OnConflict::<_, ReplaceGrant>::new(diesel::insert_into(caps::table).values((
-                caps::user_id.eq(user.0),
-                caps::capability.eq(capability.as_str()),
-                caps::granted.eq(granted),
-            )))
-            .execute(conn)?;
-            Ok(())
-        })
+        self.db
+            .run("store capability", async |conn| {
+                on_backend!(conn, |c| {
+                    diesel::insert_into(caps::table)
+                        .values((
+                            caps::user_id.eq(user.0),
+                            caps::capability.eq(capability.as_str()),
+                            caps::granted.eq(granted),
+                        ))
+                        .on_conflict((caps::user_id, caps::capability))
+                        .do_update()
+                        .set(caps::granted.eq(excluded(caps::granted)))
+                        .execute(c)
+                        .await
+                })?;
+                Ok(())
+            })
+            .await
     }
 }

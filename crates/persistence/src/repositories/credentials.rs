@@ -1,19 +1,23 @@
 //! `CredentialRepository` on `user_broker_credentials`.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::dsl::count_star;
 use diesel::prelude::*;
+use diesel_async::pg::AsyncPgConnection;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use user_service_domain::ports::{
-    CredentialMutation, CredentialRepository, CredentialWrite, KeyIdCount,
+    CredentialMutation, CredentialRepository, CredentialWrite, KeyIdCount, WritePlan, WritePlanner,
 };
 use user_service_domain::{AuditEvent, BrokerId, KeyId, RepositoryError, StoredCredential, UserId};
 
 use super::{count, CredentialStore};
-use crate::connection::DbConnection;
+use crate::connection::{DbConnection, SqliteConn};
+use crate::database::{begin_statement, Opening};
 use crate::error::Failure;
+use crate::on_backend;
 use crate::schema::user_broker_credentials as ubc;
 use crate::sql_types::DbTime;
-use crate::upsert::{DoNothing, OnConflict};
 
 /// A row as read.
 #[derive(Queryable, Selectable)]
@@ -37,10 +41,13 @@ struct CredentialRow {
 impl CredentialRow {
     fn into_domain(self) -> Result<StoredCredential, Failure> {
         let broker = BrokerId::parse(&self.broker).map_err(|_| {
-            RepositoryError::Other(format!(
-                "broker credential row {} has an invalid broker identifier",
-                self.id
-            ))
+            Failure::corrupt(
+                "read broker credentials",
+                format!(
+                    "broker credential row {} has an invalid broker identifier",
+                    self.id
+                ),
+            )
         })?;
         Ok(StoredCredential {
             id: self.id,
@@ -75,172 +82,360 @@ struct NewCredentialRow<'a> {
     updated_at: DbTime,
 }
 
-fn rows_of(conn: &mut DbConnection, user: UserId) -> Result<Vec<StoredCredential>, Failure> {
-    let rows = ubc::table
-        .filter(ubc::user_id.eq(user.0))
-        .select(CredentialRow::as_select())
-        .load(conn)?;
+/// The rows of a user (unordered: see [`sorted`]).
+macro_rules! rows_query {
+    ($user:expr) => {
+        ubc::table
+            .filter(ubc::user_id.eq($user.0))
+            .select(CredentialRow::as_select())
+    };
+}
+
+/// Inserts a new row unless one exists for its broker (then nothing: the caller sees a lost
+/// race), returning it as stored.
+macro_rules! insert_query {
+    ($row:expr) => {
+        diesel::insert_into(ubc::table)
+            .values($row)
+            .on_conflict_do_nothing()
+            .returning(CredentialRow::as_returning())
+    };
+}
+
+/// Rewrites a row if its version is still `$expected` (compare-and-set), resetting its test
+/// result, returning it as stored.
+macro_rules! update_query {
+    ($user:expr, $write:expr, $expected:expr) => {
+        diesel::update(
+            ubc::table
+                .filter(ubc::user_id.eq($user.0))
+                .filter(ubc::broker.eq($write.broker.as_str()))
+                .filter(ubc::version.eq($expected)),
+        )
+        .set((
+            ubc::api_key_encrypted.eq($write.api_key_encrypted.as_deref()),
+            ubc::api_secret_encrypted.eq($write.api_secret_encrypted.as_deref()),
+            ubc::key_id.eq($write.key_id.as_str()),
+            ubc::binding.eq(&$write.binding),
+            ubc::version.eq($write.version),
+            ubc::updated_at.eq(DbTime::new($write.updated_at)),
+            ubc::last_test_status.eq(None::<String>),
+            ubc::last_tested_at.eq(None::<DbTime>),
+        ))
+        .returning(CredentialRow::as_returning())
+    };
+}
+
+/// Deletes a row if its version is still `$expected`.
+macro_rules! delete_query {
+    ($user:expr, $broker:expr, $expected:expr) => {
+        diesel::delete(
+            ubc::table
+                .filter(ubc::user_id.eq($user.0))
+                .filter(ubc::broker.eq($broker.as_str()))
+                .filter(ubc::version.eq($expected)),
+        )
+    };
+}
+
+fn new_row<'a>(user: UserId, write: &'a CredentialWrite) -> NewCredentialRow<'a> {
+    NewCredentialRow {
+        user_id: user.0,
+        broker: write.broker.as_str(),
+        api_key_encrypted: write.api_key_encrypted.as_deref(),
+        api_secret_encrypted: write.api_secret_encrypted.as_deref(),
+        key_id: write.key_id.as_str(),
+        binding: &write.binding,
+        version: write.version,
+        created_at: DbTime::new(write.updated_at),
+        updated_at: DbTime::new(write.updated_at),
+    }
+}
+
+/// Rows as the domain knows them, ordered by broker. Sorted here rather than with ORDER BY:
+/// the database's collation (PostgreSQL's may ignore punctuation) would order brokers
+/// differently on each backend.
+fn sorted(rows: Vec<CredentialRow>) -> Result<Vec<StoredCredential>, Failure> {
     let mut rows = rows
         .into_iter()
         .map(CredentialRow::into_domain)
         .collect::<Result<Vec<_>, _>>()?;
-    // Sorted here rather than with ORDER BY: the database's collation (PostgreSQL's may ignore
-    // punctuation) would order brokers differently on each backend.
     rows.sort_by(|a, b| a.broker.cmp(&b.broker));
     Ok(rows)
 }
 
-fn write_row(
+async fn rows_of(conn: &mut DbConnection, user: UserId) -> Result<Vec<StoredCredential>, Failure> {
+    let rows: Vec<CredentialRow> = on_backend!(conn, |c| rows_query!(user).load(c).await)?;
+    sorted(rows)
+}
+
+/// Opens the write transaction and reads the user's rows in it. PostgreSQL receives `BEGIN`
+/// and the `SELECT` together: one round trip.
+async fn begin_and_read(
     conn: &mut DbConnection,
+    user: UserId,
+) -> Result<Vec<StoredCredential>, Failure> {
+    let begin = begin_statement(conn.backend());
+    let rows: Vec<CredentialRow> = match conn {
+        DbConnection::Postgres(c) => {
+            let c: &AsyncPgConnection = c;
+            let (_, rows) = futures_util::future::try_join(
+                async {
+                    let mut c = c;
+                    c.batch_execute(begin).await
+                },
+                async {
+                    let mut c = c;
+                    rows_query!(user).load(&mut c).await
+                },
+            )
+            .await?;
+            rows
+        }
+        DbConnection::Sqlite(c) => {
+            c.batch_execute(begin).await?;
+            rows_query!(user).load(c).await?
+        }
+    };
+    sorted(rows)
+}
+
+/// Applies one write (compare-and-set on the version) on SQLite, answering the row as stored.
+async fn write_row_sqlite(
+    c: &mut SqliteConn,
     user: UserId,
     write: &CredentialWrite,
-) -> Result<(), Failure> {
-    let written = match write.expected_version {
-        None => OnConflict::<_, DoNothing>::new(diesel::insert_into(ubc::table).values(
-            NewCredentialRow {
-                user_id: user.0,
-                broker: write.broker.as_str(),
-                api_key_encrypted: write.api_key_encrypted.as_deref(),
-                api_secret_encrypted: write.api_secret_encrypted.as_deref(),
-                key_id: write.key_id.as_str(),
-                binding: &write.binding,
-                version: write.version,
-                created_at: DbTime::new(write.updated_at),
-                updated_at: DbTime::new(write.updated_at),
-            },
-        ))
-        .execute(conn)?,
-        Some(expected) => diesel::update(
-            ubc::table
-                .filter(ubc::user_id.eq(user.0))
-                .filter(ubc::broker.eq(write.broker.as_str()))
-                .filter(ubc::version.eq(expected)),
-        )
-        .set((
-            ubc::api_key_encrypted.eq(write.api_key_encrypted.as_deref()),
-            ubc::api_secret_encrypted.eq(write.api_secret_encrypted.as_deref()),
-            ubc::key_id.eq(write.key_id.as_str()),
-            ubc::binding.eq(&write.binding),
-            ubc::version.eq(write.version),
-            ubc::updated_at.eq(DbTime::new(write.updated_at)),
-            ubc::last_test_status.eq(None::<String>),
-            ubc::last_tested_at.eq(None::<DbTime>),
-        ))
-        .execute(conn)?,
+) -> Result<StoredCredential, Failure> {
+    let written: Option<CredentialRow> = match write.expected_version {
+        None => insert_query!(&new_row(user, write))
+            .get_result(c)
+            .await
+            .optional()?,
+        Some(expected) => update_query!(user, write, expected)
+            .get_result(c)
+            .await
+            .optional()?,
     };
-    if written == 1 {
+    written.ok_or_else(Failure::stale)?.into_domain()
+}
+
+/// The same on PostgreSQL, through a shared reference so that several statements are in
+/// flight at once.
+async fn write_row_pg(
+    c: &AsyncPgConnection,
+    user: UserId,
+    write: &CredentialWrite,
+) -> Result<StoredCredential, Failure> {
+    let mut c = c;
+    let written: Option<CredentialRow> = match write.expected_version {
+        None => insert_query!(&new_row(user, write))
+            .get_result(&mut c)
+            .await
+            .optional()?,
+        Some(expected) => update_query!(user, write, expected)
+            .get_result(&mut c)
+            .await
+            .optional()?,
+    };
+    written.ok_or_else(Failure::stale)?.into_domain()
+}
+
+/// A lost compare-and-set unless exactly one row was deleted.
+fn deleted_one(count: usize) -> Result<(), Failure> {
+    if count == 1 {
         Ok(())
     } else {
-        Err(Failure::conflict("broker credential changed concurrently"))
+        Err(Failure::stale())
     }
 }
 
-fn delete_row(
+/// Applies every mutation and records every event. On PostgreSQL every statement is sent at
+/// once (pipelined: one round trip); a lost compare-and-set among them rolls all back.
+async fn apply(
     conn: &mut DbConnection,
     user: UserId,
-    broker: &BrokerId,
-    expected_version: i64,
-) -> Result<(), Failure> {
-    let deleted = diesel::delete(
-        ubc::table
-            .filter(ubc::user_id.eq(user.0))
-            .filter(ubc::broker.eq(broker.as_str()))
-            .filter(ubc::version.eq(expected_version)),
-    )
-    .execute(conn)?;
-    if deleted == 1 {
-        Ok(())
-    } else {
-        Err(Failure::conflict("broker credential changed concurrently"))
+    mutations: &[CredentialMutation],
+    events: &[AuditEvent],
+) -> Result<Vec<StoredCredential>, Failure> {
+    let writes = mutations.iter().filter_map(|m| match m {
+        CredentialMutation::Write(write) => Some(write),
+        CredentialMutation::Delete { .. } => None,
+    });
+    let deletes = mutations.iter().filter_map(|m| match m {
+        CredentialMutation::Delete {
+            broker,
+            expected_version,
+        } => Some((broker, *expected_version)),
+        CredentialMutation::Write(_) => None,
+    });
+    match conn {
+        DbConnection::Postgres(c) => {
+            let c: &AsyncPgConnection = c;
+            let (written, _, ()) = futures_util::future::try_join3(
+                futures_util::future::try_join_all(writes.map(|w| write_row_pg(c, user, w))),
+                futures_util::future::try_join_all(deletes.map(|(broker, expected)| async move {
+                    let mut c = c;
+                    deleted_one(
+                        delete_query!(user, broker, expected)
+                            .execute(&mut c)
+                            .await?,
+                    )
+                })),
+                super::audit::insert_events_pipelined(c, events),
+            )
+            .await?;
+            Ok(written)
+        }
+        DbConnection::Sqlite(c) => {
+            let mut written = Vec::new();
+            for write in writes {
+                written.push(write_row_sqlite(c, user, write).await?);
+            }
+            for (broker, expected) in deletes {
+                deleted_one(delete_query!(user, broker, expected).execute(c).await?)?;
+            }
+            super::audit::insert_events(conn, events).await?;
+            Ok(written)
+        }
     }
 }
 
+/// The rows after `mutations` were applied to `rows`, from what each statement returned: no
+/// second read.
+fn merge(
+    mut rows: Vec<StoredCredential>,
+    written: Vec<StoredCredential>,
+    mutations: &[CredentialMutation],
+) -> Vec<StoredCredential> {
+    rows.retain(|row| {
+        !mutations.iter().any(
+            |m| matches!(m, CredentialMutation::Delete { broker, .. } if *broker == row.broker),
+        )
+    });
+    for row in written {
+        match rows.iter_mut().find(|r| r.broker == row.broker) {
+            Some(slot) => *slot = row,
+            None => rows.push(row),
+        }
+    }
+    rows.sort_by(|a, b| a.broker.cmp(&b.broker));
+    rows
+}
+
+#[async_trait]
 impl CredentialRepository for CredentialStore {
-    fn list(&self, user: UserId) -> Result<Vec<StoredCredential>, RepositoryError> {
+    async fn list(&self, user: UserId) -> Result<Vec<StoredCredential>, RepositoryError> {
         self.db
-            .run("list broker credentials", |conn| rows_of(conn, user))
+            .run("list broker credentials", async |conn| {
+                rows_of(conn, user).await
+            })
+            .await
     }
 
-    fn apply_audited(
+    async fn update<'p>(
         &self,
         user: UserId,
-        mutations: &[CredentialMutation],
-        events: &[AuditEvent],
+        planner: &'p mut (dyn WritePlanner + 'p),
     ) -> Result<Vec<StoredCredential>, RepositoryError> {
-        self.db.write("apply broker credential changes", |conn| {
-            for mutation in mutations {
-                match mutation {
-                    CredentialMutation::Write(write) => write_row(conn, user, write)?,
-                    CredentialMutation::Delete {
-                        broker,
-                        expected_version,
-                    } => delete_row(conn, user, broker, *expected_version)?,
-                }
-            }
-            super::audit::insert_events(conn, events)?;
-            rows_of(conn, user)
-        })
-    }
-
-    fn delete(&self, user: UserId, broker: &BrokerId) -> Result<bool, RepositoryError> {
-        self.db.run("delete broker credential", |conn| {
-            let deleted = diesel::delete(
-                ubc::table
-                    .filter(ubc::user_id.eq(user.0))
-                    .filter(ubc::broker.eq(broker.as_str())),
+        self.db
+            .transaction(
+                "apply broker credential changes",
+                Opening::ByWork,
+                async |conn| {
+                    let rows = begin_and_read(conn, user).await?;
+                    let (mutations, events) = match planner.plan(&rows) {
+                        WritePlan::Apply { mutations, events } => (mutations, events),
+                        // Nothing to write: the transaction ends with nothing in it.
+                        WritePlan::Nothing | WritePlan::Abort => return Ok(rows),
+                    };
+                    let written = apply(conn, user, &mutations, &events).await?;
+                    Ok(merge(rows, written, &mutations))
+                },
             )
-            .execute(conn)?;
-            Ok(deleted > 0)
-        })
+            .await
     }
 
-    fn record_test(
+    async fn delete(
+        &self,
+        user: UserId,
+        broker: &BrokerId,
+        event: &AuditEvent,
+    ) -> Result<bool, RepositoryError> {
+        self.db
+            .write("delete broker credential", async |conn| {
+                let deleted = on_backend!(conn, |c| {
+                    diesel::delete(
+                        ubc::table
+                            .filter(ubc::user_id.eq(user.0))
+                            .filter(ubc::broker.eq(broker.as_str())),
+                    )
+                    .execute(c)
+                    .await
+                })?;
+                if deleted > 0 {
+                    super::audit::insert_events(conn, std::slice::from_ref(event)).await?;
+                }
+                Ok(deleted > 0)
+            })
+            .await
+    }
+
+    async fn record_test(
         &self,
         user: UserId,
         broker: &BrokerId,
         status: &str,
         tested_at: DateTime<Utc>,
     ) -> Result<bool, RepositoryError> {
-        self.db.run("record broker credential test", |conn| {
-            let updated = diesel::update(
-                ubc::table
-                    .filter(ubc::user_id.eq(user.0))
-                    .filter(ubc::broker.eq(broker.as_str())),
-            )
-            .set((
-                ubc::last_test_status.eq(status),
-                ubc::last_tested_at.eq(DbTime::new(tested_at)),
-            ))
-            .execute(conn)?;
-            Ok(updated > 0)
-        })
+        self.db
+            .run("record broker credential test", async |conn| {
+                let updated = on_backend!(conn, |c| {
+                    diesel::update(
+                        ubc::table
+                            .filter(ubc::user_id.eq(user.0))
+                            .filter(ubc::broker.eq(broker.as_str())),
+                    )
+                    .set((
+                        ubc::last_test_status.eq(status),
+                        ubc::last_tested_at.eq(DbTime::new(tested_at)),
+                    ))
+                    .execute(c)
+                    .await
+                })?;
+                Ok(updated > 0)
+            })
+            .await
     }
 
-    fn batch_after(
+    async fn batch_after(
         &self,
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<StoredCredential>, RepositoryError> {
-        self.db.run("read broker credential batch", |conn| {
-            ubc::table
-                .filter(ubc::id.gt(after_id))
-                .order(ubc::id.asc())
-                .limit(i64::from(limit))
-                .select(CredentialRow::as_select())
-                .load(conn)?
-                .into_iter()
-                .map(CredentialRow::into_domain)
-                .collect()
-        })
+        self.db
+            .run("read broker credential batch", async |conn| {
+                let rows: Vec<CredentialRow> = on_backend!(conn, |c| {
+                    ubc::table
+                        .filter(ubc::id.gt(after_id))
+                        .order(ubc::id.asc())
+                        .limit(i64::from(limit))
+                        .select(CredentialRow::as_select())
+                        .load(c)
+                        .await
+                })?;
+                rows.into_iter().map(CredentialRow::into_domain).collect()
+            })
+            .await
     }
 
-    fn rewrite(&self, rows: &[(i64, CredentialWrite)]) -> Result<Vec<bool>, RepositoryError> {
+    async fn rewrite(&self, rows: &[(i64, CredentialWrite)]) -> Result<Vec<bool>, RepositoryError> {
         if rows
             .iter()
             .any(|(_, write)| write.expected_version.is_none())
         {
-            return Err(RepositoryError::Other(
-                "rewrite of a broker credential needs the version it expects".into(),
+            return Err(RepositoryError::other(
+                "rewrite broker credentials",
+                "a rewrite needs the version it expects",
             ));
         }
         if rows.is_empty() {
@@ -248,40 +443,53 @@ impl CredentialRepository for CredentialStore {
         }
         // One transaction for the whole batch: one commit (one WAL flush) instead of one per
         // row, which is what bounds `keys rotate` on PostgreSQL.
-        self.db.write("rewrite broker credentials", |conn| {
-            rows.iter()
-                .map(|(id, write)| {
-                    let updated = diesel::update(
-                        ubc::table
-                            .filter(ubc::id.eq(id))
-                            .filter(ubc::broker.eq(write.broker.as_str()))
-                            .filter(ubc::version.eq(write.expected_version.unwrap_or_default())),
-                    )
-                    .set((
-                        ubc::api_key_encrypted.eq(write.api_key_encrypted.as_deref()),
-                        ubc::api_secret_encrypted.eq(write.api_secret_encrypted.as_deref()),
-                        ubc::key_id.eq(write.key_id.as_str()),
-                        ubc::binding.eq(&write.binding),
-                        ubc::version.eq(write.version),
-                    ))
-                    .execute(conn)?;
-                    Ok(updated == 1)
-                })
-                .collect()
-        })
+        self.db
+            .write("rewrite broker credentials", async |conn| {
+                let mut applied = Vec::with_capacity(rows.len());
+                for (id, write) in rows {
+                    let updated = on_backend!(conn, |c| {
+                        diesel::update(
+                            ubc::table
+                                .filter(ubc::id.eq(id))
+                                .filter(ubc::broker.eq(write.broker.as_str()))
+                                .filter(
+                                    ubc::version.eq(write.expected_version.unwrap_or_default()),
+                                ),
+                        )
+                        .set((
+                            ubc::api_key_encrypted.eq(write.api_key_encrypted.as_deref()),
+                            ubc::api_secret_encrypted.eq(write.api_secret_encrypted.as_deref()),
+                            ubc::key_id.eq(write.key_id.as_str()),
+                            ubc::binding.eq(&write.binding),
+                            ubc::version.eq(write.version),
+                        ))
+                        .execute(c)
+                        .await
+                    })?;
+                    applied.push(updated == 1);
+                }
+                Ok(applied)
+            })
+            .await
     }
 
-    fn count_by_key_id(&self) -> Result<Vec<KeyIdCount>, RepositoryError> {
-        self.db.run("count broker credentials per key", |conn| {
-            let mut counts = ubc::table
-                .group_by(ubc::key_id)
-                .select((ubc::key_id, count_star()))
-                .load::<(Option<String>, i64)>(conn)?
-                .into_iter()
-                .map(|(key_id, n)| (key_id.map(KeyId::new), count(n)))
-                .collect::<Vec<_>>();
-            counts.sort();
-            Ok(counts)
-        })
+    async fn count_by_key_id(&self) -> Result<Vec<KeyIdCount>, RepositoryError> {
+        self.db
+            .run("count broker credentials per key", async |conn| {
+                let counted: Vec<(Option<String>, i64)> = on_backend!(conn, |c| {
+                    ubc::table
+                        .group_by(ubc::key_id)
+                        .select((ubc::key_id, count_star()))
+                        .load(c)
+                        .await
+                })?;
+                let mut counts = counted
+                    .into_iter()
+                    .map(|(key_id, n)| (key_id.map(KeyId::new), count(n)))
+                    .collect::<Vec<_>>();
+                counts.sort();
+                Ok(counts)
+            })
+            .await
     }
 }

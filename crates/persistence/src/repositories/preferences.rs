@@ -1,45 +1,57 @@
 //! `PreferenceRepository` on `user_preferences`.
 
+use async_trait::async_trait;
 use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::RunQueryDsl;
 use serde_json::Value;
 use user_service_domain::ports::PreferenceRepository;
 use user_service_domain::{RepositoryError, UserId};
 
 use super::PreferenceStore;
+use crate::on_backend;
 use crate::schema::user_preferences as prefs;
 use crate::sql_types::DbJson;
-use crate::upsert::{conflict_clause, OnConflict};
 
-conflict_clause!(
-    /// Replaces the stored document.
-    ReplacePreferences = " ON CONFLICT (user_id) DO UPDATE SET preferences = excluded.preferences"
-);
-
+#[async_trait]
 impl PreferenceRepository for PreferenceStore {
-    fn get(&self, user: UserId) -> Result<Value, RepositoryError> {
-        self.db.run("read preferences", |conn| {
-            let stored: Option<DbJson> = prefs::table
-                .filter(prefs::user_id.eq(user.0))
-                .select(prefs::preferences)
-                .first(conn)
-                .optional()?;
-            Ok(stored.map_or_else(|| Value::Object(Default::default()), |json| json.0))
-        })
+    async fn get(&self, user: UserId) -> Result<Value, RepositoryError> {
+        self.db
+            .run("read preferences", async |conn| {
+                let stored: Option<DbJson> = on_backend!(conn, |c| {
+                    prefs::table
+                        .filter(prefs::user_id.eq(user.0))
+                        .select(prefs::preferences)
+                        .first(c)
+                        .await
+                        .optional()
+                })?;
+                Ok(stored.map_or_else(|| Value::Object(Default::default()), |json| json.0))
+            })
+            .await
     }
 
-    fn put(&self, user: UserId, preferences: &Value) -> Result<Value, RepositoryError> {
+    async fn put(&self, user: UserId, preferences: &Value) -> Result<Value, RepositoryError> {
         if !preferences.is_object() {
-            return Err(RepositoryError::Other(
-                "preferences must be a JSON object".into(),
+            return Err(RepositoryError::other(
+                "store preferences",
+                "preferences must be a JSON object",
             ));
         }
-        self.db.run("store preferences", |conn| {
-            OnConflict::<_, ReplacePreferences>::new(diesel::insert_into(prefs::table).values((
-                prefs::user_id.eq(user.0),
-                prefs::preferences.eq(DbJson(preferences.clone())),
-            )))
-            .execute(conn)?;
-            Ok(preferences.clone())
-        })
+        let document = DbJson(preferences.clone());
+        self.db
+            .run("store preferences", async |conn| {
+                on_backend!(conn, |c| {
+                    diesel::insert_into(prefs::table)
+                        .values((prefs::user_id.eq(user.0), prefs::preferences.eq(&document)))
+                        .on_conflict(prefs::user_id)
+                        .do_update()
+                        .set(prefs::preferences.eq(excluded(prefs::preferences)))
+                        .execute(c)
+                        .await
+                })?;
+                Ok(preferences.clone())
+            })
+            .await
     }
 }

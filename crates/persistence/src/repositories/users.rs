@@ -1,12 +1,15 @@
 //! `UserRepository` on `users` (soft delete through `deleted_at`).
 
+use async_trait::async_trait;
 use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
 use secrecy::{ExposeSecret, SecretString};
 use user_service_domain::ports::UserRepository;
-use user_service_domain::{Email, NewUser, Page, RepositoryError, User, UserId, UserPatch};
+use user_service_domain::{Email, NewUser, Page, RepositoryError, Unique, User, UserId, UserPatch};
 
 use super::{count, limit_offset, UserStore};
 use crate::error::Failure;
+use crate::on_backend;
 use crate::schema::users;
 use crate::sql_types::DbTime;
 
@@ -29,7 +32,10 @@ struct UserRow {
 impl UserRow {
     fn into_domain(self) -> Result<User, Failure> {
         let email = Email::parse(&self.email).map_err(|_| {
-            RepositoryError::Other(format!("user {} has an invalid stored e-mail", self.id))
+            Failure::corrupt(
+                "read user",
+                format!("user {} has an invalid stored e-mail", self.id),
+            )
         })?;
         Ok(User {
             id: UserId(self.id),
@@ -74,158 +80,159 @@ struct UserChanges<'a> {
     updated_at: DbTime,
 }
 
-/// The columns of [`UserRow`], for `RETURNING` (diesel's `as_returning` cannot be used through
-/// `MultiConnection`: its returning clause is rendered per backend).
-#[allow(clippy::type_complexity)]
-fn returned_columns() -> (
-    users::id,
-    users::email,
-    users::first_name,
-    users::last_name,
-    users::phone,
-    users::marketing_opt_in,
-    users::is_active,
-    users::is_superuser,
-    users::created_at,
-    users::updated_at,
-) {
-    (
-        users::id,
-        users::email,
-        users::first_name,
-        users::last_name,
-        users::phone,
-        users::marketing_opt_in,
-        users::is_active,
-        users::is_superuser,
-        users::created_at,
-        users::updated_at,
-    )
+/// How many times an insert with a generated id is tried again when the id the sequence gave
+/// was already taken by a user created with an explicit id.
+const ID_ATTEMPTS: usize = 16;
+
+/// A user that is not soft-deleted.
+macro_rules! live {
+    () => {
+        users::table.filter(users::deleted_at.is_null())
+    };
 }
 
-const EMAIL_TAKEN: &str = "Email already registered";
-
-/// A unique violation on `users` can only be the e-mail.
-fn email_conflict(failure: Failure) -> Failure {
-    match failure {
-        Failure::Db(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Failure::conflict(EMAIL_TAKEN),
-        other => other,
-    }
-}
-
+#[async_trait]
 impl UserRepository for UserStore {
-    fn create(
+    async fn create(
         &self,
         user: &NewUser,
         password_hash: Option<SecretString>,
     ) -> Result<User, RepositoryError> {
         let now = DbTime::now();
-        self.db.run("create user", |conn| {
-            diesel::insert_into(users::table)
-                .values(NewUserRow {
-                    id: user.id.map(|id| id.0),
-                    email: user.email.as_str(),
-                    password_hash: password_hash.as_ref().map(|h| h.expose_secret()),
-                    first_name: user.first_name.as_deref(),
-                    last_name: user.last_name.as_deref(),
-                    phone: user.phone.as_deref(),
-                    marketing_opt_in: user.marketing_opt_in,
-                    is_active: user.is_active,
-                    created_at: now,
-                    updated_at: now,
+        let row = NewUserRow {
+            id: user.id.map(|id| id.0),
+            email: user.email.as_str(),
+            password_hash: password_hash.as_ref().map(|h| h.expose_secret()),
+            first_name: user.first_name.as_deref(),
+            last_name: user.last_name.as_deref(),
+            phone: user.phone.as_deref(),
+            marketing_opt_in: user.marketing_opt_in,
+            is_active: user.is_active,
+            created_at: now,
+            updated_at: now,
+        };
+        // A generated id is taken from the sequence and nothing else moves it: an id a user was
+        // created with explicitly (the platform's id of a token's subject) may collide with one
+        // the sequence hands out later, in which case the next one is taken.
+        let attempts = if user.id.is_some() { 1 } else { ID_ATTEMPTS };
+        let mut outcome = Err(RepositoryError::Duplicate(Unique::UserId));
+        for _ in 0..attempts {
+            outcome = self
+                .db
+                .run("create user", async |conn| {
+                    let created: UserRow = on_backend!(conn, |c| {
+                        diesel::insert_into(users::table)
+                            .values(&row)
+                            .returning(UserRow::as_returning())
+                            .get_result(c)
+                            .await
+                    })?;
+                    created.into_domain()
                 })
-                .returning(returned_columns())
-                .get_result::<UserRow>(conn)
-                .map_err(|e| email_conflict(e.into()))
-                .and_then(|row| {
-                    if user.id.is_some() {
-                        advance_identity(conn)?;
-                    }
-                    row.into_domain()
-                })
-        })
-    }
-
-    fn get(&self, id: UserId) -> Result<User, RepositoryError> {
-        self.db.run("read user", |conn| {
-            users::table
-                .filter(users::id.eq(id.0))
-                .filter(users::deleted_at.is_null())
-                .select(UserRow::as_select())
-                .first(conn)?
-                .into_domain()
-        })
-    }
-
-    fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepositoryError> {
-        self.db.run("find user by e-mail", |conn| {
-            users::table
-                .filter(users::email.eq(email.as_str()))
-                .filter(users::deleted_at.is_null())
-                .select(UserRow::as_select())
-                .first(conn)
-                .optional()?
-                .map(UserRow::into_domain)
-                .transpose()
-        })
-    }
-
-    fn password_hash(&self, id: UserId) -> Result<Option<SecretString>, RepositoryError> {
-        self.db.run("read password hash", |conn| {
-            let hash: Option<String> = users::table
-                .filter(users::id.eq(id.0))
-                .filter(users::deleted_at.is_null())
-                .select(users::password_hash)
-                .first(conn)?;
-            Ok(hash.map(SecretString::from))
-        })
-    }
-
-    fn set_password_hash(&self, id: UserId, hash: SecretString) -> Result<(), RepositoryError> {
-        self.db.run("set password hash", |conn| {
-            let updated = diesel::update(
-                users::table
-                    .filter(users::id.eq(id.0))
-                    .filter(users::deleted_at.is_null()),
-            )
-            .set((
-                users::password_hash.eq(hash.expose_secret()),
-                users::updated_at.eq(DbTime::now()),
-            ))
-            .execute(conn)?;
-            if updated == 1 {
-                Ok(())
-            } else {
-                Err(RepositoryError::NotFound.into())
+                .await;
+            if outcome != Err(RepositoryError::Duplicate(Unique::UserId)) {
+                break;
             }
-        })
+        }
+        outcome
     }
 
-    fn list(&self, page: Page) -> Result<(Vec<User>, u64), RepositoryError> {
+    async fn get(&self, id: UserId) -> Result<User, RepositoryError> {
+        self.db
+            .run("read user", async |conn| {
+                let row: UserRow = on_backend!(conn, |c| {
+                    live!()
+                        .filter(users::id.eq(id.0))
+                        .select(UserRow::as_select())
+                        .first(c)
+                        .await
+                })?;
+                row.into_domain()
+            })
+            .await
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepositoryError> {
+        self.db
+            .run("find user by e-mail", async |conn| {
+                let row: Option<UserRow> = on_backend!(conn, |c| {
+                    live!()
+                        .filter(users::email.eq(email.as_str()))
+                        .select(UserRow::as_select())
+                        .first(c)
+                        .await
+                        .optional()
+                })?;
+                row.map(UserRow::into_domain).transpose()
+            })
+            .await
+    }
+
+    async fn password_hash(&self, id: UserId) -> Result<Option<SecretString>, RepositoryError> {
+        self.db
+            .run("read password hash", async |conn| {
+                let hash: Option<String> = on_backend!(conn, |c| {
+                    live!()
+                        .filter(users::id.eq(id.0))
+                        .select(users::password_hash)
+                        .first(c)
+                        .await
+                })?;
+                Ok(hash.map(SecretString::from))
+            })
+            .await
+    }
+
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: SecretString,
+    ) -> Result<(), RepositoryError> {
+        self.db
+            .run("set password hash", async |conn| {
+                let updated = on_backend!(conn, |c| {
+                    diesel::update(live!().filter(users::id.eq(id.0)))
+                        .set((
+                            users::password_hash.eq(hash.expose_secret()),
+                            users::updated_at.eq(DbTime::now()),
+                        ))
+                        .execute(c)
+                        .await
+                })?;
+                if updated == 1 {
+                    Ok(())
+                } else {
+                    Err(RepositoryError::NotFound.into())
+                }
+            })
+            .await
+    }
+
+    async fn list(&self, page: Page) -> Result<(Vec<User>, u64), RepositoryError> {
         let (limit, offset) = limit_offset(page);
-        self.db.run("list users", |conn| {
-            let total: i64 = users::table
-                .filter(users::deleted_at.is_null())
-                .count()
-                .get_result(conn)?;
-            let items = users::table
-                .filter(users::deleted_at.is_null())
-                .order(users::id.asc())
-                .limit(limit)
-                .offset(offset)
-                .select(UserRow::as_select())
-                .load(conn)?
-                .into_iter()
-                .map(UserRow::into_domain)
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((items, count(total)))
-        })
+        self.db
+            .run("list users", async |conn| {
+                let (total, rows): (i64, Vec<UserRow>) = on_backend!(conn, |c| {
+                    let total = live!().count().get_result(c).await?;
+                    let rows = live!()
+                        .order(users::id.asc())
+                        .limit(limit)
+                        .offset(offset)
+                        .select(UserRow::as_select())
+                        .load(c)
+                        .await?;
+                    diesel::QueryResult::Ok((total, rows))
+                })?;
+                let items = rows
+                    .into_iter()
+                    .map(UserRow::into_domain)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((items, count(total)))
+            })
+            .await
     }
 
-    fn update(&self, id: UserId, patch: &UserPatch) -> Result<User, RepositoryError> {
+    async fn update(&self, id: UserId, patch: &UserPatch) -> Result<User, RepositoryError> {
         let changes = UserChanges {
             email: patch.email.as_ref().map(Email::as_str),
             first_name: patch.first_name.as_ref().map(Option::as_deref),
@@ -235,49 +242,36 @@ impl UserRepository for UserStore {
             is_active: patch.is_active,
             updated_at: DbTime::now(),
         };
-        self.db.run("update user", |conn| {
-            diesel::update(
-                users::table
-                    .filter(users::id.eq(id.0))
-                    .filter(users::deleted_at.is_null()),
-            )
-            .set(changes)
-            .returning(returned_columns())
-            .get_result::<UserRow>(conn)
-            .map_err(|e| email_conflict(e.into()))?
-            .into_domain()
-        })
+        self.db
+            .run("update user", async |conn| {
+                let row: UserRow = on_backend!(conn, |c| {
+                    diesel::update(live!().filter(users::id.eq(id.0)))
+                        .set(&changes)
+                        .returning(UserRow::as_returning())
+                        .get_result(c)
+                        .await
+                })?;
+                row.into_domain()
+            })
+            .await
     }
 
-    fn soft_delete(&self, id: UserId) -> Result<(), RepositoryError> {
-        self.db.run("delete user", |conn| {
-            let now = DbTime::now();
-            let updated = diesel::update(
-                users::table
-                    .filter(users::id.eq(id.0))
-                    .filter(users::deleted_at.is_null()),
-            )
-            .set((users::deleted_at.eq(now), users::updated_at.eq(now)))
-            .execute(conn)?;
-            if updated == 1 {
-                Ok(())
-            } else {
-                Err(RepositoryError::NotFound.into())
-            }
-        })
+    async fn soft_delete(&self, id: UserId) -> Result<(), RepositoryError> {
+        self.db
+            .run("delete user", async |conn| {
+                let now = DbTime::now();
+                let updated = on_backend!(conn, |c| {
+                    diesel::update(live!().filter(users::id.eq(id.0)))
+                        .set((users::deleted_at.eq(now), users::updated_at.eq(now)))
+                        .execute(c)
+                        .await
+                })?;
+                if updated == 1 {
+                    Ok(())
+                } else {
+                    Err(RepositoryError::NotFound.into())
+                }
+            })
+            .await
     }
-}
-
-/// After an insert with an explicit id, moves PostgreSQL's identity sequence past it so that the
-/// next generated id cannot collide (SQLite's rowid does this by itself).
-fn advance_identity(conn: &mut crate::DbConnection) -> Result<(), Failure> {
-    if let crate::DbConnection::Postgres(pg) = conn {
-        diesel::sql_query(
-            "SELECT setval(pg_get_serial_sequence('users', 'id'), \
-             GREATEST((SELECT MAX(id) FROM users), 1))",
-        )
-        .execute(pg)
-        .map_err(Failure::from)?;
-    }
-    Ok(())
 }

@@ -7,14 +7,77 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, TimeZone, Utc};
-use diesel::{Connection, PgConnection, RunQueryDsl};
+use diesel::{Connection, PgConnection, QueryResult, RunQueryDsl, SqliteConnection};
 use secrecy::ExposeSecret;
-use user_service_domain::ports::{CredentialCipher, CredentialWrite, Opened, Sealed};
-use user_service_domain::{
-    BindingInput, BrokerId, CipherError, Email, KeyId, NewUser, PlainSecret, StoredCredential,
-    UserId,
+use user_service_domain::ports::{
+    CredentialCipher, CredentialMutation, CredentialRepository, CredentialWrite, Opened, Sealed,
+    WritePlan,
 };
-use user_service_persistence::{Database, PoolSettings};
+use user_service_domain::{
+    AuditEvent, BindingInput, BrokerId, CipherError, Email, KeyId, NewUser, PlainSecret,
+    RepositoryError, StoredCredential, UserId,
+};
+use user_service_persistence::{CredentialStore, Database, PoolSettings};
+
+/// A synchronous connection of the test's own, to look at and tamper with rows directly.
+#[derive(diesel::MultiConnection)]
+pub enum SyncConn {
+    /// PostgreSQL (libpq).
+    Postgres(PgConnection),
+    /// SQLite.
+    Sqlite(SqliteConnection),
+}
+
+impl SyncConn {
+    /// Opens a connection to `url` (a `postgres://` URL or `sqlite://path`).
+    pub fn open(url: &str) -> Self {
+        match url.strip_prefix("sqlite://") {
+            Some(path) => Self::Sqlite(SqliteConnection::establish(path).unwrap()),
+            None => Self::Postgres(PgConnection::establish(url).unwrap()),
+        }
+    }
+}
+
+/// The old shape of a write, kept for the tests: one transaction applying `mutations` and
+/// recording `events`, built on `update`.
+pub trait ApplyExt {
+    /// Applies `mutations` with no event.
+    async fn apply(
+        &self,
+        user: UserId,
+        mutations: &[CredentialMutation],
+    ) -> Result<Vec<StoredCredential>, RepositoryError>;
+    /// Applies `mutations` and records `events` in one transaction.
+    async fn apply_audited(
+        &self,
+        user: UserId,
+        mutations: &[CredentialMutation],
+        events: &[AuditEvent],
+    ) -> Result<Vec<StoredCredential>, RepositoryError>;
+}
+
+impl ApplyExt for CredentialStore {
+    async fn apply(
+        &self,
+        user: UserId,
+        mutations: &[CredentialMutation],
+    ) -> Result<Vec<StoredCredential>, RepositoryError> {
+        self.apply_audited(user, mutations, &[]).await
+    }
+
+    async fn apply_audited(
+        &self,
+        user: UserId,
+        mutations: &[CredentialMutation],
+        events: &[AuditEvent],
+    ) -> Result<Vec<StoredCredential>, RepositoryError> {
+        let mut planner = |_: &[StoredCredential]| WritePlan::Apply {
+            mutations: mutations.to_vec(),
+            events: events.to_vec(),
+        };
+        self.update(user, &mut planner).await
+    }
+}
 
 /// Where the PostgreSQL tests connect to create their databases.
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -58,19 +121,28 @@ impl Drop for Guard {
 pub fn test_settings() -> PoolSettings {
     PoolSettings {
         max_size: 8,
-        min_idle: Some(1),
         connection_timeout: Duration::from_secs(30),
         ..PoolSettings::default()
     }
 }
 
+impl TestDb {
+    /// Runs `work` on a synchronous connection of the test's own.
+    pub fn with_connection<T>(
+        &self,
+        work: impl FnOnce(&mut SyncConn) -> QueryResult<T>,
+    ) -> QueryResult<T> {
+        work(&mut SyncConn::open(&self.url))
+    }
+}
+
 /// A fresh, migrated SQLite database in a temporary directory.
-pub fn sqlite() -> Option<TestDb> {
+pub async fn sqlite() -> Option<TestDb> {
     let dir = tempfile::tempdir().unwrap();
     // A sub-directory that does not exist yet: `connect` creates it.
     let url = format!("sqlite://{}/data/test.db", dir.path().display());
-    let db = Database::connect(&url, &test_settings()).unwrap();
-    db.run_migrations().unwrap();
+    let db = Database::connect(&url, &test_settings()).await.unwrap();
+    db.run_migrations().await.unwrap();
     Some(TestDb {
         db,
         url,
@@ -152,10 +224,10 @@ pub fn postgres_empty() -> Option<(String, String, Guard)> {
 }
 
 /// A fresh, migrated PostgreSQL database.
-pub fn postgres() -> Option<TestDb> {
+pub async fn postgres() -> Option<TestDb> {
     let (url, name, guard) = postgres_empty()?;
-    let db = Database::connect(&url, &test_settings()).unwrap();
-    db.run_migrations().unwrap();
+    let db = Database::connect(&url, &test_settings()).await.unwrap();
+    db.run_migrations().await.unwrap();
     Some(TestDb {
         db,
         url,
@@ -171,11 +243,12 @@ pub fn postgres_admin_execute(sql: &str) -> usize {
 }
 
 /// Creates a user with e-mail `name@example.com`.
-pub fn create_user(db: &Database, name: &str) -> UserId {
+pub async fn create_user(db: &Database, name: &str) -> UserId {
     use user_service_domain::ports::UserRepository;
     let email = Email::parse(&format!("{name}@example.com")).unwrap();
     db.users()
         .create(&NewUser::with_email(email), None)
+        .await
         .unwrap()
         .id
 }

@@ -1,4 +1,4 @@
-//! Domain services: the credential use cases, written against ports only.
+//! The broker credential use cases: list (masked), update, delete, connection test.
 
 use std::sync::Arc;
 
@@ -12,34 +12,12 @@ use crate::error::{CipherError, DomainError, RepositoryError};
 use crate::limits::MAX_WRITE_ATTEMPTS;
 use crate::ports::{
     AuditRepository, BrokerProbe, Clock, CredentialCipher, CredentialMutation,
-    CredentialRepository, CredentialWrite, ProbeStatus,
+    CredentialRepository, CredentialWrite, ProbeStatus, WritePlan,
 };
 use crate::secret::PlainSecret;
+use crate::service::RequestContext;
 use crate::update::{plan_update, CredentialUpdate, HalfChange, PlannedChange};
 use crate::user::UserId;
-
-/// Who is acting, for audit records.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestContext {
-    /// The verified identity (`None` for the command line).
-    pub actor: Option<UserId>,
-    /// Request id, echoed in audit records.
-    pub request_id: Option<String>,
-}
-
-impl RequestContext {
-    /// A context for `actor` within request `request_id`.
-    pub fn new(actor: UserId, request_id: impl Into<String>) -> Self {
-        Self {
-            actor: Some(actor),
-            request_id: Some(request_id.into()),
-        }
-    }
-
-    fn is_operator_access(&self, target: UserId) -> bool {
-        self.actor.is_some_and(|actor| actor != target)
-    }
-}
 
 /// A connection test request: values given override the stored ones.
 #[derive(Debug, Clone)]
@@ -57,16 +35,16 @@ pub struct CredentialTest {
 pub enum TestOutcome {
     /// The broker was called.
     Probed(ProbeStatus),
-    /// A key or secret is missing (neither sent nor stored and readable).
+    /// A key or secret is missing (neither sent nor stored and readable): no call was made.
     MissingKeys,
 }
 
 impl TestOutcome {
-    /// The status stored and answered (`ok`, `unauthorized`, `network_error`).
+    /// The status stored and answered.
     pub fn status(self) -> ProbeStatus {
         match self {
             Self::Probed(status) => status,
-            Self::MissingKeys => ProbeStatus::Unauthorized,
+            Self::MissingKeys => ProbeStatus::MissingCredentials,
         }
     }
 }
@@ -82,7 +60,7 @@ pub struct TestResult {
     pub tested_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// The broker credential use cases: list (masked), update (§4.2), delete.
+/// The broker credential use cases: list (masked), update, delete, connection test.
 ///
 /// Authorization is decided before a call reaches this service (see [`crate::authorize`]); the
 /// cipher is passed per call because the key ring can be reloaded while the service runs.
@@ -115,13 +93,13 @@ impl CredentialService {
 
     /// The masked credentials of `target`, ordered by broker. A row that cannot be read is
     /// reported as undecryptable, never as an error of the whole list.
-    pub fn list(
+    pub async fn list(
         &self,
         cipher: &dyn CredentialCipher,
         ctx: &RequestContext,
         target: UserId,
     ) -> Result<Vec<CredentialStatus>, DomainError> {
-        let rows = self.credentials.list(target)?;
+        let rows = self.credentials.list(target).await?;
         if ctx.is_operator_access(target) {
             self.record(
                 ctx,
@@ -130,17 +108,19 @@ impl CredentialService {
                 None,
                 "success",
                 None,
-            );
+            )
+            .await;
         }
-        Ok(self.statuses(cipher, ctx, &rows))
+        Ok(self.statuses(cipher, ctx, &rows).await)
     }
 
-    /// Applies an update request (SPEC §4.2) in one transaction and returns the new list.
+    /// Applies an update request in one transaction (the rows are read inside it) and returns
+    /// the new list.
     ///
-    /// When a concurrent writer changes the same rows between planning and writing, the request
-    /// is planned again on fresh rows, so no acknowledged write is lost and no row mixes halves
-    /// of two requests.
-    pub fn update(
+    /// When a concurrent writer changes the same rows between the read and the write, the
+    /// transaction writes nothing and the request is planned again on fresh rows, so no
+    /// acknowledged write is lost and no row mixes halves of two requests.
+    pub async fn update(
         &self,
         cipher: &dyn CredentialCipher,
         ctx: &RequestContext,
@@ -148,38 +128,60 @@ impl CredentialService {
         request: Vec<CredentialUpdate>,
     ) -> Result<Vec<CredentialStatus>, DomainError> {
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let stored = self.credentials.list(target)?;
-            let plan = plan_update(&stored, request.clone())?;
-            if plan.is_empty() {
-                return Ok(self.statuses(cipher, ctx, &stored));
+            let mut refused = None;
+            let mut planner = |stored: &[StoredCredential]| -> WritePlan {
+                match self.prepare(cipher, ctx, target, stored, request.clone()) {
+                    Ok(plan) => plan,
+                    Err(error) => {
+                        refused = Some(error);
+                        WritePlan::Abort
+                    }
+                }
+            };
+            let written = self.credentials.update(target, &mut planner).await;
+            if let Some(error) = refused {
+                return Err(error);
             }
-            let mutations = self.seal(cipher, target, &stored, plan)?;
-            let events: Vec<AuditEvent> = mutations
-                .iter()
-                .map(|mutation| self.mutation_event(ctx, target, mutation))
-                .collect();
-            match self.credentials.apply_audited(target, &mutations, &events) {
-                Ok(rows) => return Ok(self.statuses(cipher, ctx, &rows)),
-                Err(RepositoryError::Conflict(_)) => continue,
+            match written {
+                Ok(rows) => return Ok(self.statuses(cipher, ctx, &rows).await),
+                Err(RepositoryError::StaleVersion) => continue,
                 Err(other) => return Err(other.into()),
             }
         }
-        Err(DomainError::Conflict(
-            "Broker credentials are being changed concurrently; retry".into(),
-        ))
+        Err(DomainError::Busy)
     }
 
-    /// Deletes the credential of `target` for `broker`.
-    pub fn delete(
+    /// One page of the audit trail of `target`, newest first, and its total. An operator reading
+    /// someone else's trail is itself recorded (after the page is read, so it is not in it).
+    pub async fn audit_trail(
+        &self,
+        ctx: &RequestContext,
+        target: UserId,
+        page: crate::user::Page,
+    ) -> Result<(Vec<AuditEvent>, u64), DomainError> {
+        let trail = self.audit.list(target, page).await?;
+        if ctx.is_operator_access(target) {
+            self.record(
+                ctx,
+                target,
+                AuditAction::OperatorAuditRead,
+                None,
+                "success",
+                None,
+            )
+            .await;
+        }
+        Ok(trail)
+    }
+
+    /// Deletes the credential of `target` for `broker`; the audit event is committed with it.
+    pub async fn delete(
         &self,
         ctx: &RequestContext,
         target: UserId,
         broker: &BrokerId,
     ) -> Result<(), DomainError> {
-        if !self.credentials.delete(target, broker)? {
-            return Err(DomainError::NotFound("Broker credential"));
-        }
-        self.record(
+        let event = self.event(
             ctx,
             target,
             AuditAction::Delete,
@@ -187,13 +189,16 @@ impl CredentialService {
             "success",
             None,
         );
+        if !self.credentials.delete(target, broker, &event).await? {
+            return Err(DomainError::NotFound("Broker credential"));
+        }
         Ok(())
     }
 
-    /// Runs a connection test (SPEC §4.4): values in the request override stored ones; the
-    /// outcome is stored on the existing row and audited. Missing halves answer
+    /// Runs a connection test: values in the request override stored ones; the outcome is
+    /// stored on the existing row and audited. Missing halves answer
     /// [`TestOutcome::MissingKeys`] without calling the broker.
-    pub fn test(
+    pub async fn test(
         &self,
         cipher: &dyn CredentialCipher,
         probe: &dyn BrokerProbe,
@@ -201,7 +206,7 @@ impl CredentialService {
         target: UserId,
         request: CredentialTest,
     ) -> Result<TestResult, DomainError> {
-        let rows = self.credentials.list(target)?;
+        let rows = self.credentials.list(target).await?;
         let stored = rows.iter().find(|row| row.broker == request.broker);
         let readable = stored.is_some_and(|row| cipher.verify_binding(row));
         let open = |token: Option<&String>| -> Option<PlainSecret> {
@@ -219,7 +224,7 @@ impl CredentialService {
             .or_else(|| open(stored.and_then(|r| r.api_secret_encrypted.as_ref())));
         let outcome = match (&api_key, &api_secret) {
             (Some(key), Some(secret)) => {
-                TestOutcome::Probed(probe.probe(&request.broker, key, secret))
+                TestOutcome::Probed(probe.probe(&request.broker, key, secret).await)
             }
             _ => TestOutcome::MissingKeys,
         };
@@ -227,7 +232,8 @@ impl CredentialService {
         let status = outcome.status();
         if stored.is_some() {
             self.credentials
-                .record_test(target, &request.broker, status.as_str(), tested_at)?;
+                .record_test(target, &request.broker, status.as_str(), tested_at)
+                .await?;
         }
         self.record(
             ctx,
@@ -236,12 +242,35 @@ impl CredentialService {
             Some(&request.broker),
             status.as_str(),
             stored.and_then(|r| r.key_id.clone()),
-        );
+        )
+        .await;
         Ok(TestResult {
             broker: request.broker,
             outcome,
             tested_at,
         })
+    }
+
+    /// What an update writes, given the rows seen inside its transaction: the plan, sealed
+    /// (encrypted and bound), with one audit event per mutation.
+    fn prepare(
+        &self,
+        cipher: &dyn CredentialCipher,
+        ctx: &RequestContext,
+        target: UserId,
+        stored: &[StoredCredential],
+        request: Vec<CredentialUpdate>,
+    ) -> Result<WritePlan, DomainError> {
+        let plan = plan_update(stored, request)?;
+        if plan.is_empty() {
+            return Ok(WritePlan::Nothing);
+        }
+        let mutations = self.seal(cipher, target, stored, plan)?;
+        let events = mutations
+            .iter()
+            .map(|mutation| self.mutation_event(ctx, target, mutation))
+            .collect();
+        Ok(WritePlan::Apply { mutations, events })
     }
 
     /// Turns a plan into row writes: encrypts new values under the primary key, re-encrypts kept
@@ -272,26 +301,24 @@ impl CredentialService {
                 } => {
                     let current = stored.iter().find(|row| row.broker == broker);
                     let on_primary = current.and_then(|row| row.key_id.as_ref()) == Some(&primary);
-                    let kept = |token: Option<&String>| -> Result<Option<String>, CipherError> {
-                        match token {
-                            Some(token) if !on_primary => reencrypt(cipher, token).map(Some),
-                            other => Ok(other.cloned()),
+                    let half = |change: HalfChange,
+                                token: Option<&String>|
+                     -> Result<Option<String>, CipherError> {
+                        match change {
+                            HalfChange::Keep => match token {
+                                Some(token) if !on_primary => reencrypt(cipher, token).map(Some),
+                                other => Ok(other.cloned()),
+                            },
+                            HalfChange::Clear => Ok(None),
+                            HalfChange::Set(value) => Ok(Some(cipher.encrypt(&value)?.token)),
                         }
                     };
-                    let api_key_encrypted = match api_key {
-                        HalfChange::Keep => {
-                            kept(current.and_then(|r| r.api_key_encrypted.as_ref()))?
-                        }
-                        HalfChange::Clear => None,
-                        HalfChange::Set(value) => Some(cipher.encrypt(&value)?.token),
-                    };
-                    let api_secret_encrypted = match api_secret {
-                        HalfChange::Keep => {
-                            kept(current.and_then(|r| r.api_secret_encrypted.as_ref()))?
-                        }
-                        HalfChange::Clear => None,
-                        HalfChange::Set(value) => Some(cipher.encrypt(&value)?.token),
-                    };
+                    let api_key_encrypted =
+                        half(api_key, current.and_then(|r| r.api_key_encrypted.as_ref()))?;
+                    let api_secret_encrypted = half(
+                        api_secret,
+                        current.and_then(|r| r.api_secret_encrypted.as_ref()),
+                    )?;
                     let version = expected_version.map_or(1, |v| v + 1);
                     let binding = cipher.bind(&crate::BindingInput {
                         user_id: target,
@@ -315,33 +342,34 @@ impl CredentialService {
             .collect()
     }
 
-    fn statuses(
+    async fn statuses(
         &self,
         cipher: &dyn CredentialCipher,
         ctx: &RequestContext,
         rows: &[StoredCredential],
     ) -> Vec<CredentialStatus> {
-        rows.iter()
-            .map(|row| {
-                let status = status_of(cipher, row);
-                if status.status == CredentialHealth::Undecryptable {
-                    warn!(
-                        "broker credential row {} (key id {}) cannot be decrypted or failed its binding check",
-                        row.id,
-                        row.key_id.as_ref().map_or("none", KeyId::as_str)
-                    );
-                    self.record(
-                        ctx,
-                        row.user_id,
-                        AuditAction::BindingFailure,
-                        Some(&row.broker),
-                        "failure",
-                        row.key_id.clone(),
-                    );
-                }
-                status
-            })
-            .collect()
+        let mut statuses = Vec::with_capacity(rows.len());
+        for row in rows {
+            let status = status_of(cipher, row);
+            if status.status == CredentialHealth::Undecryptable {
+                warn!(
+                    "broker credential row {} (key id {}) cannot be decrypted or failed its binding check",
+                    row.id,
+                    row.key_id.as_ref().map_or("none", KeyId::as_str)
+                );
+                self.record(
+                    ctx,
+                    row.user_id,
+                    AuditAction::BindingFailure,
+                    Some(&row.broker),
+                    "failure",
+                    row.key_id.clone(),
+                )
+                .await;
+            }
+            statuses.push(status);
+        }
+        statuses
     }
 
     /// The audit event of one mutation, written in the same transaction as the mutation.
@@ -383,10 +411,10 @@ impl CredentialService {
         }
     }
 
-    /// Records an audit event on its own (deletes, tests, reads, binding failures); a failure
-    /// to record is logged, not returned, because the change it describes has already been
-    /// committed. Writes are audited inside their transaction instead ([`Self::update`]).
-    fn record(
+    /// Records an audit event on its own (tests, reads, binding failures); a failure to record
+    /// is logged, not returned, because what it describes has already happened. Changes are
+    /// audited inside their transaction instead ([`Self::update`], [`Self::delete`]).
+    async fn record(
         &self,
         ctx: &RequestContext,
         target: UserId,
@@ -396,10 +424,11 @@ impl CredentialService {
         key_id: Option<KeyId>,
     ) {
         let event = self.event(ctx, target, action, broker, outcome, key_id);
-        if let Err(error) = self.audit.record(&event) {
+        if let Err(error) = self.audit.record(&event).await {
             warn!(
-                "audit event {} for user {target} not recorded: {error}",
-                action.as_str()
+                "audit event {} for user {target} not recorded: {}",
+                action.as_str(),
+                crate::error::chain(&error)
             );
         }
     }
@@ -451,8 +480,8 @@ mod tests {
     use super::*;
     use crate::ports::ProbeStatus;
     use crate::ports::{
-        MockAuditRepository, MockClock, MockCredentialCipher, MockCredentialRepository, Opened,
-        Sealed,
+        MockAuditRepository, MockBrokerProbe, MockClock, MockCredentialCipher,
+        MockCredentialRepository, Opened, Sealed,
     };
     use crate::test_support::{entry, stored_row};
     use crate::{CipherError, PlainSecret, ValidationError};
@@ -514,34 +543,49 @@ mod tests {
         RequestContext::new(UserId(1), "req-1")
     }
 
-    #[test]
-    fn writes_are_audited_inside_their_transaction() {
-        let mut repo = MockCredentialRepository::new();
-        repo.expect_list()
-            .returning(|_| Ok(vec![readable_row("kraken", "k", "s", 3)]));
-        repo.expect_apply_audited()
-            .withf(|_, mutations, events| {
-                mutations.len() == 2
-                    && events.len() == 2
-                    && events.iter().all(|e| {
-                        e.target_user_id == UserId(1)
-                            && e.actor_id == Some(UserId(1))
-                            && e.request_id.as_deref() == Some("req-1")
-                            && e.outcome == "success"
-                    })
-                    && events.iter().any(|e| {
-                        e.action == AuditAction::Write
-                            && e.broker.as_deref() == Some("binance")
-                            && e.key_id.as_ref().map(KeyId::as_str) == Some("primary")
-                    })
-                    && events.iter().any(|e| {
-                        e.action == AuditAction::Delete
-                            && e.broker.as_deref() == Some("kraken")
-                            && e.key_id.is_none()
-                    })
-            })
+    /// Expects one update transaction that sees `rows`, checks the plan with `check` and answers
+    /// what `check` returns.
+    fn expect_update(
+        repo: &mut MockCredentialRepository,
+        rows: Vec<StoredCredential>,
+        check: impl Fn(&WritePlan) -> Result<Vec<StoredCredential>, RepositoryError> + Send + 'static,
+    ) {
+        repo.expect_update()
             .times(1)
-            .returning(|_, _, _| Ok(vec![]));
+            .returning(move |_, planner| check(&planner.plan(&rows)));
+    }
+
+    fn mutations(plan: &WritePlan) -> &[CredentialMutation] {
+        match plan {
+            WritePlan::Apply { mutations, .. } => mutations,
+            _ => &[],
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_are_audited_inside_their_transaction() {
+        let mut repo = MockCredentialRepository::new();
+        expect_update(
+            &mut repo,
+            vec![readable_row("kraken", "k", "s", 3)],
+            |plan| {
+                let WritePlan::Apply { mutations, events } = plan else {
+                    panic!("expected writes, got {plan:?}");
+                };
+                assert_eq!((mutations.len(), events.len()), (2, 2));
+                assert!(events.iter().all(|e| e.target_user_id == UserId(1)
+                    && e.actor_id == Some(UserId(1))
+                    && e.request_id.as_deref() == Some("req-1")
+                    && e.outcome == "success"));
+                assert!(events.iter().any(|e| e.action == AuditAction::Write
+                    && e.broker.as_deref() == Some("binance")
+                    && e.key_id.as_ref().map(KeyId::as_str) == Some("primary")));
+                assert!(events.iter().any(|e| e.action == AuditAction::Delete
+                    && e.broker.as_deref() == Some("kraken")
+                    && e.key_id.is_none()));
+                Ok(vec![])
+            },
+        );
         // Nothing is recorded apart from the transaction.
         let mut audit = MockAuditRepository::new();
         audit.expect_record().never();
@@ -556,26 +600,30 @@ mod tests {
                     entry("kraken", Some(""), Some("")),
                 ],
             )
+            .await
             .unwrap();
     }
 
-    #[test]
-    fn list_masks_every_stored_half() {
+    #[tokio::test]
+    async fn list_masks_every_stored_half() {
         let mut repo = MockCredentialRepository::new();
         repo.expect_list()
             .with(eq(UserId(1)))
             .returning(|_| Ok(vec![readable_row("binance", "abcd1234efgh", "xyz", 2)]));
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
-        let list = service.list(&fake_cipher(), &ctx(), UserId(1)).unwrap();
+        let list = service
+            .list(&fake_cipher(), &ctx(), UserId(1))
+            .await
+            .unwrap();
 
         assert_eq!(list[0].api_key_masked.as_deref(), Some("••••••••efgh"));
         assert_eq!(list[0].api_secret_masked.as_deref(), Some("•••"));
         assert_eq!(list[0].status, CredentialHealth::Ok);
     }
 
-    #[test]
-    fn undecryptable_row_is_marked_and_audited_without_failing_the_list() {
+    #[tokio::test]
+    async fn undecryptable_row_is_marked_and_audited_without_failing_the_list() {
         let mut repo = MockCredentialRepository::new();
         repo.expect_list().returning(|_| {
             let mut broken = readable_row("kraken", "k", "s", 1);
@@ -595,7 +643,10 @@ mod tests {
             .returning(|_| Ok(()));
         let service = CredentialService::new(Arc::new(repo), Arc::new(audit), clock());
 
-        let list = service.list(&fake_cipher(), &ctx(), UserId(1)).unwrap();
+        let list = service
+            .list(&fake_cipher(), &ctx(), UserId(1))
+            .await
+            .unwrap();
 
         assert_eq!(list[0].status, CredentialHealth::Ok);
         assert_eq!(list[1].status, CredentialHealth::Undecryptable);
@@ -607,8 +658,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn swapped_ciphertext_is_rejected() {
+    #[tokio::test]
+    async fn swapped_ciphertext_is_rejected() {
         let mut repo = MockCredentialRepository::new();
         repo.expect_list().returning(|_| {
             let mut row = readable_row("binance", "other-users-key", "s", 1);
@@ -617,14 +668,17 @@ mod tests {
         });
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
-        let list = service.list(&fake_cipher(), &ctx(), UserId(1)).unwrap();
+        let list = service
+            .list(&fake_cipher(), &ctx(), UserId(1))
+            .await
+            .unwrap();
 
         assert_eq!(list[0].status, CredentialHealth::Undecryptable);
         assert_eq!(list[0].api_key_masked, None);
     }
 
-    #[test]
-    fn operator_read_is_audited() {
+    #[tokio::test]
+    async fn operator_read_is_audited() {
         let mut repo = MockCredentialRepository::new();
         repo.expect_list().returning(|_| Ok(vec![]));
         let mut audit = MockAuditRepository::new();
@@ -645,26 +699,26 @@ mod tests {
                 &RequestContext::new(UserId(9), "r"),
                 UserId(1),
             )
+            .await
             .unwrap();
     }
 
-    #[test]
-    fn update_encrypts_binds_and_writes_one_batch() {
+    #[tokio::test]
+    async fn update_encrypts_binds_and_writes_one_batch() {
         let mut repo = MockCredentialRepository::new();
-        repo.expect_list().times(1).returning(|_| Ok(vec![]));
-        repo.expect_apply_audited()
-            .withf(|user, mutations, _| {
-                *user == UserId(1)
-                    && matches!(mutations, [CredentialMutation::Write(w)]
-                        if w.expected_version.is_none()
-                        && w.version == 1
-                        && w.api_key_encrypted.as_deref() == Some("enc:abcd1234efgh")
-                        && w.api_secret_encrypted.is_none()
-                        && w.binding == "bound:1:1"
-                        && w.key_id.as_str() == "primary")
-            })
-            .times(1)
-            .returning(|_, _, _| Ok(vec![readable_row("binance", "abcd1234efgh", "x", 1)]));
+        expect_update(&mut repo, vec![], |plan| {
+            assert!(
+                matches!(mutations(plan), [CredentialMutation::Write(w)]
+                    if w.expected_version.is_none()
+                    && w.version == 1
+                    && w.api_key_encrypted.as_deref() == Some("enc:abcd1234efgh")
+                    && w.api_secret_encrypted.is_none()
+                    && w.binding == "bound:1:1"
+                    && w.key_id.as_str() == "primary"),
+                "{plan:?}"
+            );
+            Ok(vec![readable_row("binance", "abcd1234efgh", "x", 1)])
+        });
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         let list = service
@@ -674,29 +728,28 @@ mod tests {
                 UserId(1),
                 vec![entry("Binance", Some("abcd1234efgh"), None)],
             )
+            .await
             .unwrap();
 
         assert_eq!(list[0].api_key_masked.as_deref(), Some("••••••••efgh"));
     }
 
-    #[test]
-    fn kept_half_under_an_old_key_is_reencrypted_under_the_primary() {
+    #[tokio::test]
+    async fn kept_half_under_an_old_key_is_reencrypted_under_the_primary() {
+        let mut row = readable_row("binance", "old-key-value", "old-secret", 4);
+        row.key_id = Some(KeyId::new("retired"));
         let mut repo = MockCredentialRepository::new();
-        repo.expect_list().returning(|_| {
-            let mut row = readable_row("binance", "old-key-value", "old-secret", 4);
-            row.key_id = Some(KeyId::new("retired"));
-            Ok(vec![row])
-        });
-        repo.expect_apply_audited()
-            .withf(|_, mutations, _| {
-                matches!(mutations, [CredentialMutation::Write(w)]
+        expect_update(&mut repo, vec![row], |plan| {
+            assert!(
+                matches!(mutations(plan), [CredentialMutation::Write(w)]
                     if w.expected_version == Some(4)
                     && w.version == 5
                     && w.api_key_encrypted.as_deref() == Some("enc:old-key-value")
-                    && w.api_secret_encrypted.as_deref() == Some("enc:new-secret"))
-            })
-            .times(1)
-            .returning(|_, _, _| Ok(vec![]));
+                    && w.api_secret_encrypted.as_deref() == Some("enc:new-secret")),
+                "{plan:?}"
+            );
+            Ok(vec![])
+        });
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         service
@@ -706,32 +759,33 @@ mod tests {
                 UserId(1),
                 vec![entry("binance", None, Some("new-secret"))],
             )
+            .await
             .unwrap();
     }
 
-    #[test]
-    fn conflict_replans_on_fresh_rows() {
+    #[tokio::test]
+    async fn a_lost_compare_and_set_replans_on_fresh_rows() {
         let mut repo = MockCredentialRepository::new();
         let mut seq = mockall::Sequence::new();
-        repo.expect_list()
+        repo.expect_update()
             .times(1)
             .in_sequence(&mut seq)
-            .returning(|_| Ok(vec![]));
-        repo.expect_apply_audited()
+            .returning(|_, planner| {
+                assert!(matches!(planner.plan(&[]), WritePlan::Apply { .. }));
+                Err(RepositoryError::StaleVersion)
+            });
+        repo.expect_update()
             .times(1)
             .in_sequence(&mut seq)
-            .returning(|_, _, _| Err(RepositoryError::Conflict("lost".into())));
-        repo.expect_list()
-            .times(1)
-            .in_sequence(&mut seq)
-            .returning(|_| Ok(vec![readable_row("binance", "theirs", "theirs", 1)]));
-        repo.expect_apply_audited()
-            .withf(
-                |_, m, _| matches!(m, [CredentialMutation::Write(w)] if w.expected_version == Some(1)),
-            )
-            .times(1)
-            .in_sequence(&mut seq)
-            .returning(|_, _, _| Ok(vec![]));
+            .returning(|_, planner| {
+                let fresh = [readable_row("binance", "theirs", "theirs", 1)];
+                let plan = planner.plan(&fresh);
+                assert!(
+                    matches!(mutations(&plan), [CredentialMutation::Write(w)] if w.expected_version == Some(1)),
+                    "{plan:?}"
+                );
+                Ok(vec![])
+            });
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         service
@@ -741,16 +795,19 @@ mod tests {
                 UserId(1),
                 vec![entry("binance", Some("mine"), Some("mine"))],
             )
+            .await
             .unwrap();
     }
 
-    #[test]
-    fn endless_conflicts_end_in_a_conflict_error() {
+    #[tokio::test]
+    async fn endless_conflicts_end_busy() {
         let mut repo = MockCredentialRepository::new();
-        repo.expect_list().returning(|_| Ok(vec![]));
-        repo.expect_apply_audited()
+        repo.expect_update()
             .times(crate::limits::MAX_WRITE_ATTEMPTS)
-            .returning(|_, _, _| Err(RepositoryError::Conflict("lost".into())));
+            .returning(|_, planner| {
+                planner.plan(&[]);
+                Err(RepositoryError::StaleVersion)
+            });
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         let error = service
@@ -760,15 +817,18 @@ mod tests {
                 UserId(1),
                 vec![entry("binance", Some("k"), None)],
             )
+            .await
             .unwrap_err();
-        assert!(matches!(error, DomainError::Conflict(_)));
+        assert_eq!(error, DomainError::Busy);
     }
 
-    #[test]
-    fn failed_encryption_writes_nothing() {
+    #[tokio::test]
+    async fn failed_encryption_writes_nothing() {
         let mut repo = MockCredentialRepository::new();
-        repo.expect_list().returning(|_| Ok(vec![]));
-        repo.expect_apply_audited().never();
+        expect_update(&mut repo, vec![], |plan| {
+            assert_eq!(plan, &WritePlan::Abort);
+            Ok(vec![])
+        });
         let mut cipher = MockCredentialCipher::new();
         cipher
             .expect_primary_key_id()
@@ -785,15 +845,18 @@ mod tests {
                 UserId(1),
                 vec![entry("binance", Some("k"), None)],
             )
+            .await
             .unwrap_err();
         assert_eq!(error, DomainError::KeyNotConfigured);
     }
 
-    #[test]
-    fn duplicate_brokers_write_nothing() {
+    #[tokio::test]
+    async fn duplicate_brokers_write_nothing() {
         let mut repo = MockCredentialRepository::new();
-        repo.expect_list().returning(|_| Ok(vec![]));
-        repo.expect_apply_audited().never();
+        expect_update(&mut repo, vec![], |plan| {
+            assert_eq!(plan, &WritePlan::Abort);
+            Ok(vec![])
+        });
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         let error = service
@@ -803,6 +866,7 @@ mod tests {
                 UserId(1),
                 vec![entry("a", Some("1"), None), entry("A", Some("2"), None)],
             )
+            .await
             .unwrap_err();
         assert_eq!(
             error,
@@ -810,20 +874,46 @@ mod tests {
         );
     }
 
-    #[test]
-    fn deleting_a_missing_broker_is_not_found() {
+    #[tokio::test]
+    async fn an_update_that_changes_nothing_writes_nothing() {
         let mut repo = MockCredentialRepository::new();
-        repo.expect_delete().returning(|_, _| Ok(false));
+        expect_update(
+            &mut repo,
+            vec![readable_row("binance", "k", "s", 1)],
+            |plan| {
+                assert_eq!(plan, &WritePlan::Nothing);
+                Ok(vec![readable_row("binance", "k", "s", 1)])
+            },
+        );
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        let list = service
+            .update(
+                &fake_cipher(),
+                &ctx(),
+                UserId(1),
+                vec![entry("binance", None, None)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(list.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn deleting_a_missing_broker_is_not_found() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_delete().returning(|_, _, _| Ok(false));
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
         let error = service
             .delete(&ctx(), UserId(1), &BrokerId::parse("binance").unwrap())
+            .await
             .unwrap_err();
         assert_eq!(error, DomainError::NotFound("Broker credential"));
     }
 
-    #[test]
-    fn test_uses_stored_values_unless_overridden_and_records_the_outcome() {
+    #[tokio::test]
+    async fn test_uses_stored_values_unless_overridden_and_records_the_outcome() {
         let mut repo = MockCredentialRepository::new();
         repo.expect_list().returning(|_| {
             Ok(vec![readable_row(
@@ -837,7 +927,7 @@ mod tests {
             .withf(|_, broker, status, _| broker.as_str() == "binance" && status == "ok")
             .times(1)
             .returning(|_, _, _, _| Ok(true));
-        let mut probe = crate::ports::MockBrokerProbe::new();
+        let mut probe = MockBrokerProbe::new();
         probe
             .expect_probe()
             .withf(|_, key, secret| {
@@ -859,16 +949,17 @@ mod tests {
                     api_secret: Some(PlainSecret::new("sent-secret")),
                 },
             )
+            .await
             .unwrap();
         assert_eq!(result.outcome, TestOutcome::Probed(ProbeStatus::Ok));
     }
 
-    #[test]
-    fn test_without_keys_does_not_call_the_broker() {
+    #[tokio::test]
+    async fn test_without_keys_does_not_call_the_broker() {
         let mut repo = MockCredentialRepository::new();
         repo.expect_list().returning(|_| Ok(vec![]));
         repo.expect_record_test().never();
-        let mut probe = crate::ports::MockBrokerProbe::new();
+        let mut probe = MockBrokerProbe::new();
         probe.expect_probe().never();
         let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
 
@@ -884,29 +975,31 @@ mod tests {
                     api_secret: None,
                 },
             )
+            .await
             .unwrap();
         assert_eq!(result.outcome, TestOutcome::MissingKeys);
-        assert_eq!(result.outcome.status(), ProbeStatus::Unauthorized);
+        assert_eq!(result.outcome.status(), ProbeStatus::MissingCredentials);
     }
 
-    #[test]
-    fn delete_is_audited_with_the_actor_and_request() {
+    #[tokio::test]
+    async fn delete_is_audited_in_its_transaction_with_the_actor_and_request() {
         let mut repo = MockCredentialRepository::new();
-        repo.expect_delete().returning(|_, _| Ok(true));
-        let mut audit = MockAuditRepository::new();
-        audit
-            .expect_record()
-            .withf(|e| {
-                e.action == AuditAction::Delete
+        repo.expect_delete()
+            .withf(|_, broker, e| {
+                broker.as_str() == "binance"
+                    && e.action == AuditAction::Delete
                     && e.request_id.as_deref() == Some("req-1")
                     && e.broker.as_deref() == Some("binance")
             })
             .times(1)
-            .returning(|_| Ok(()));
+            .returning(|_, _, _| Ok(true));
+        let mut audit = MockAuditRepository::new();
+        audit.expect_record().never();
         let service = CredentialService::new(Arc::new(repo), Arc::new(audit), clock());
 
         service
             .delete(&ctx(), UserId(1), &BrokerId::parse("binance").unwrap())
+            .await
             .unwrap();
     }
 }

@@ -1,29 +1,32 @@
-//! `user-service keys rotate` and `keys verify`: the command-line side of SPEC §6.3.
+//! `user-service keys generate`, `keys rotate` and `keys verify`.
 
 use std::io::{IsTerminal, Write};
 
+use secrecy::ExposeSecret;
+use user_service_crypto::KeyRing;
 use user_service_domain::rotation::{self, Progress};
 use user_service_domain::KeyId;
 
-use crate::cli::CommandError;
-use crate::keys::{load_key_ring, KeyStatus};
-use crate::settings::Settings;
-use crate::startup::{connect_for_command, Repositories};
+use super::{CommandError, Context, KeysCommand};
 
-fn ring(settings: &Settings) -> Result<std::sync::Arc<user_service_crypto::KeyRing>, CommandError> {
-    let source = crate::secrets::source_for(&settings.secret_manager_provider)
-        .map_err(|e| CommandError(format!("{}: {e}", crate::keys::MISCONFIGURED)))?;
-    match load_key_ring(settings, source.as_ref()) {
-        KeyStatus::Ready(ring) => Ok(ring),
-        KeyStatus::Misconfigured(reason) => Err(CommandError(format!(
-            "{}: {reason}",
-            crate::keys::MISCONFIGURED
-        ))),
+/// Runs a `keys` command.
+pub(super) async fn run(
+    context: &mut Context<'_>,
+    command: KeysCommand,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    match command {
+        KeysCommand::Generate => {
+            writeln!(out, "{}", KeyRing::generate_key().expose_secret())?;
+            Ok(())
+        }
+        KeysCommand::Rotate { after_id } => rotate(context, after_id, out).await,
+        KeysCommand::Verify => verify(context, out).await,
     }
 }
 
 /// Progress on stderr: a line redrawn in place on a terminal, nothing otherwise.
-fn progress_bar(verb: &'static str) -> impl FnMut(Progress) {
+fn progress_bar(verb: &'static str) -> impl FnMut(Progress) + Send {
     let terminal = std::io::stderr().is_terminal();
     move |progress: Progress| {
         if terminal {
@@ -53,21 +56,23 @@ fn end_progress_line() {
 }
 
 /// Re-encrypts every row under the primary key; non-zero exit (naming ids) when a row failed.
-pub fn rotate(settings: &Settings, after_id: i64, out: &mut dyn Write) -> Result<(), CommandError> {
-    let ring = ring(settings)?;
-    let database = connect_for_command(settings, settings.run_migrations())?;
-    let repositories = Repositories::new(&database);
+async fn rotate(
+    context: &mut Context<'_>,
+    after_id: i64,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let ring = context.secrets().ring().map_err(CommandError)?;
+    let store = context.services().await?.credential_store.clone();
     let started = std::time::Instant::now();
     let report = rotation::rotate(
         ring.as_ref(),
-        repositories.credentials.as_ref(),
+        store.as_ref(),
         after_id,
         &mut progress_bar("looked at"),
     )
-    .map_err(|e| CommandError(e.to_string()))?;
+    .await?;
     end_progress_line();
     let primary = ring.primary_key_id();
-    let io = |e: std::io::Error| CommandError(e.to_string());
     let elapsed = started.elapsed().as_secs_f64();
     writeln!(
         out,
@@ -75,10 +80,9 @@ pub fn rotate(settings: &Settings, after_id: i64, out: &mut dyn Write) -> Result
         report.rotated(),
         report.rotated() as f64 / elapsed.max(1e-9),
         report.already_current
-    )
-    .map_err(io)?;
+    )?;
     for (key, count) in &report.rotated_from {
-        writeln!(out, "  from key {}: {count}", key_name(key, &primary)).map_err(io)?;
+        writeln!(out, "  from key {}: {count}", key_name(key, &primary))?;
     }
     if report.failed.is_empty() {
         return Ok(());
@@ -91,36 +95,28 @@ pub fn rotate(settings: &Settings, after_id: i64, out: &mut dyn Write) -> Result
 }
 
 /// Decrypts every row; reports counts per key id and failures, never a value.
-pub fn verify(settings: &Settings, out: &mut dyn Write) -> Result<(), CommandError> {
-    let ring = ring(settings)?;
-    let database = connect_for_command(settings, settings.run_migrations())?;
-    let repositories = Repositories::new(&database);
-    let report = rotation::verify(
-        ring.as_ref(),
-        repositories.credentials.as_ref(),
-        &mut progress_bar("verified"),
-    )
-    .map_err(|e| CommandError(e.to_string()))?;
+async fn verify(context: &mut Context<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
+    let ring = context.secrets().ring().map_err(CommandError)?;
+    let store = context.services().await?.credential_store.clone();
+    let report =
+        rotation::verify(ring.as_ref(), store.as_ref(), &mut progress_bar("verified")).await?;
     end_progress_line();
     let primary = ring.primary_key_id();
-    let io = |e: std::io::Error| CommandError(e.to_string());
     let configured: Vec<String> = ring.key_ids().iter().map(ToString::to_string).collect();
     writeln!(
         out,
         "configured keys: {} (primary {primary})",
         configured.join(", ")
-    )
-    .map_err(io)?;
+    )?;
     for (key, count) in &report.rows_per_key {
-        writeln!(out, "rows on key {}: {count}", key_name(key, &primary)).map_err(io)?;
+        writeln!(out, "rows on key {}: {count}", key_name(key, &primary))?;
     }
     writeln!(
         out,
         "rows on keys no longer configured: {}",
         report.on_unconfigured_keys
-    )
-    .map_err(io)?;
-    writeln!(out, "failed rows: {}", report.failed.len()).map_err(io)?;
+    )?;
+    writeln!(out, "failed rows: {}", report.failed.len())?;
     if report.failed.is_empty() {
         return Ok(());
     }

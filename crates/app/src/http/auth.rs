@@ -1,5 +1,5 @@
-//! Embedded sign-in (SPEC §5): `POST /auth/register`, `POST /auth/login`, `POST /auth/refresh`
-//! and `GET /auth/me`, for standalone use and the `/account` page.
+//! Embedded sign-in: `POST /auth/register`, `POST /auth/login`, `POST /auth/refresh` and
+//! `GET /auth/me`, for standalone use and the `/account` page.
 //!
 //! The routes exist only with `AUTH_MODE=embedded` (the default); with `external` they answer
 //! `404` as any unknown path. Register and login are rate-limited per account and per client
@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use actix_web::guard::{self, GuardContext};
@@ -20,13 +20,12 @@ use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use user_service_domain::{Action, Email, NewUser, RepositoryError, User, UserId};
+use user_service_crypto::{SessionClaims, TokenKind};
+use user_service_domain::{Action, DomainError, Email, Principal, UserId};
 
-use crate::auth::TokenKind;
-use crate::error::{ApiError, FieldError};
+use crate::config::AuthMode;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::http::middleware::{Authorize, Caller};
-use crate::password;
-use crate::settings::AuthMode;
 use crate::state::AppState;
 
 /// Sign-in attempts (register or login) allowed per e-mail address and minute.
@@ -35,8 +34,6 @@ pub const ATTEMPTS_PER_ACCOUNT_PER_MINUTE: u32 = 5;
 pub const ATTEMPTS_PER_ADDRESS_PER_MINUTE: u32 = 20;
 /// Detail of the `401` answered for a wrong password and an unknown e-mail alike.
 pub const INVALID_CREDENTIALS: &str = "Invalid email or password";
-/// Detail of the `409` answered when the e-mail is taken (as `POST /users/register`).
-pub const EMAIL_TAKEN: &str = "Email already registered";
 
 /// Registers the `/auth/*` routes, active only while `AUTH_MODE=embedded`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -86,8 +83,12 @@ struct TokenPair<'a> {
 /// A fresh access + refresh pair for `user`, never cached by the client or a proxy.
 fn token_pair(state: &AppState, user: UserId, status: StatusCode) -> HttpResponse {
     let codec = state.tokens();
-    let access = codec.issue(user, TokenKind::Access);
-    let refresh = codec.issue(user, TokenKind::Refresh);
+    let access = codec.issue_access(&Principal::User(user));
+    let session = SessionClaims {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        family: uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let refresh = codec.issue_refresh(user, &session);
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(TokenPair {
@@ -98,11 +99,7 @@ fn token_pair(state: &AppState, user: UserId, status: StatusCode) -> HttpRespons
 }
 
 fn invalid_credentials() -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-        INVALID_CREDENTIALS,
-    )
+    ApiError::new(ErrorCode::InvalidCredentials, INVALID_CREDENTIALS)
 }
 
 /// `POST /auth/register {email, password}`: creates an active user with an argon2id hash and
@@ -115,34 +112,9 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let SignInBody { email, password } = body.into_inner();
     let email = Email::parse(&email)?;
-    let broken = password::broken_rules(&password);
-    if !broken.is_empty() {
-        let message = password::policy_message(&broken);
-        return Err(ApiError::validation(
-            message.clone(),
-            vec![FieldError {
-                field: "password".into(),
-                message,
-            }],
-        ));
-    }
+    user_service_domain::password::check_policy(&password).map_err(DomainError::from)?;
     limits().check(email.as_str(), client_address(&req))?;
-    let users = Arc::clone(&state.users);
-    // Hash first, then insert: a taken e-mail costs the same time as a new one.
-    let user = web::block(move || -> Result<User, ApiError> {
-        let hash = password::hash(&password).map_err(|e| ApiError::internal(&e.to_string()))?;
-        let mut new_user = NewUser::with_email(email);
-        new_user.is_active = true;
-        users
-            .create(&new_user, Some(hash))
-            .map_err(|error| match error {
-                RepositoryError::Conflict(_) => {
-                    ApiError::new(StatusCode::CONFLICT, "email_taken", EMAIL_TAKEN)
-                }
-                other => other.into(),
-            })
-    })
-    .await??;
+    let user = state.sign_in.register(email, &password).await?;
     log::info!(target: "signin", "user {} registered", user.id);
     Ok(token_pair(&state, user.id, StatusCode::CREATED))
 }
@@ -157,19 +129,7 @@ pub async fn login(
     let SignInBody { email, password } = body.into_inner();
     let email = Email::parse(&email)?;
     limits().check(email.as_str(), client_address(&req))?;
-    let users = Arc::clone(&state.users);
-    let signed_in = web::block(move || -> Result<Option<UserId>, RepositoryError> {
-        let Some(user) = users.find_by_email(&email)? else {
-            password::verify_nothing(&password);
-            return Ok(None);
-        };
-        let matches = match users.password_hash(user.id)? {
-            Some(stored) => password::verify(&password, &stored),
-            None => password::verify_nothing(&password),
-        };
-        Ok(matches.then_some(user.id))
-    })
-    .await??;
+    let signed_in = state.sign_in.check_password(&email, &password).await?;
     match signed_in {
         Some(id) => {
             log::info!(target: "signin", "user {id} signed in");
@@ -191,22 +151,20 @@ pub async fn refresh(
     let verified = state
         .tokens()
         .verify(body.refresh_token.expose_secret())
-        .map_err(|_| ApiError::unauthorized("Invalid token"))?;
-    if verified.kind != TokenKind::Refresh {
-        return Err(ApiError::unauthorized("Invalid token"));
-    }
-    let id = verified.user_id;
-    match AppState::blocking(&state, move |s| s.users.get(id)).await? {
+        .map_err(|_| ApiError::invalid_token())?;
+    let (TokenKind::Refresh, Principal::User(id)) = (verified.kind, verified.principal) else {
+        return Err(ApiError::invalid_token());
+    };
+    match state.users.get(id).await {
         Ok(user) => Ok(token_pair(&state, user.id, StatusCode::OK)),
-        Err(RepositoryError::NotFound) => Err(ApiError::unauthorized("Invalid token")),
+        Err(DomainError::NotFound(_)) => Err(ApiError::invalid_token()),
         Err(other) => Err(other.into()),
     }
 }
 
 /// `GET /auth/me` (bearer access token) → the caller's profile.
 pub async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let id = caller.user_id;
-    let user = super::users::run(&state, move |s| s.users.get(id)).await?;
+    let user = state.users.get(caller.user_id).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(user))

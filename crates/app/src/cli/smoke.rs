@@ -1,6 +1,6 @@
 //! `user-service smoke <base-url>`: the post-deployment checks of the operating document
-//! (SPEC §1, §9) against a running deployment, one `PASS <check>` / `FAIL <check>: <reason>`
-//! line each (`SKIP <check>: <reason>` when a check cannot run), non-zero exit on any failure.
+//! against a running deployment, one `PASS <check>` / `FAIL <check>: <reason>` line each
+//! (`SKIP <check>: <reason>` when a check cannot run), non-zero exit on any failure.
 //!
 //! Without `--token` the command creates a throw-away user directly in the database (it runs
 //! with the server's environment, like `users create`, which it reuses) and soft-deletes it at
@@ -14,8 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use user_service_domain::{mask, BrokerId, UserId};
 
-use crate::cli::{self, Command, CommandError, UsersCommand};
-use crate::settings::Settings;
+use super::{CommandError, Context};
 
 /// Broker id of the credential the checks store and delete; no real broker uses it, so a
 /// given token's real credentials are never touched.
@@ -36,8 +35,8 @@ pub struct SmokeOptions {
 }
 
 /// Runs every check, writing one line per check to `out`. `Err` when any check failed.
-pub fn run(
-    settings: &Settings,
+pub(super) async fn run(
+    context: &mut Context<'_>,
     options: SmokeOptions,
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
@@ -49,7 +48,7 @@ pub fn run(
     let mut created: Option<UserId> = None;
     let token = match options.token {
         Some(token) => Some(token),
-        None if options.create_user => match create_test_user(settings) {
+        None if options.create_user => match create_test_user(context).await {
             Ok((id, token)) => {
                 report.record("create test user", Ok(()))?;
                 created = Some(id);
@@ -64,7 +63,7 @@ pub fn run(
     };
 
     match &token {
-        Some(token) => credential_checks(&client, token, created, settings, &mut report)?,
+        Some(token) => credential_checks(&client, token, created, context, &mut report).await?,
         None => {
             let reason = if options.create_user {
                 "no token (creating the test user failed)"
@@ -96,11 +95,11 @@ pub fn run(
 
 /// The credential checks, as the user of `token`. `created` is the id of the user this run
 /// created (then the database is reachable and the stored row is inspected too).
-fn credential_checks(
+async fn credential_checks(
     client: &Client,
     token: &SecretString,
     created: Option<UserId>,
-    settings: &Settings,
+    context: &mut Context<'_>,
     report: &mut Report<'_>,
 ) -> Result<(), CommandError> {
     let path = "/users/me/broker-credentials";
@@ -159,7 +158,7 @@ fn credential_checks(
         Some(user) => {
             report.record(
                 "stored as ciphertext",
-                stored_as_ciphertext(settings, user, &[&api_key, &api_secret]),
+                stored_as_ciphertext(context, user, &[&api_key, &api_secret]).await,
             )?;
         }
         None => report.skip(
@@ -220,53 +219,46 @@ fn credential_checks(
 
 /// Creates an active test user through `users create --print-token` (the very code operators
 /// run) and returns its id and token.
-fn create_test_user(settings: &Settings) -> Result<(UserId, SecretString), String> {
+async fn create_test_user(context: &mut Context<'_>) -> Result<(UserId, SecretString), String> {
     let email = format!(
         "smoke-test+{}@example.invalid",
         uuid::Uuid::new_v4().simple()
     );
     let mut output = zeroize::Zeroizing::new(Vec::new());
-    cli::run(
-        Command::Users {
-            command: UsersCommand::Create {
-                email,
-                password: None,
-                operator: false,
-                print_token: true,
-            },
-        },
-        settings,
-        &mut *output,
-    )
-    .map_err(|e| e.0)?;
+    super::users::create(context, &email, None, false, true, &mut *output)
+        .await
+        .map_err(|e| e.0)?;
     let text = std::str::from_utf8(&output).map_err(|_| "unexpected output".to_owned())?;
     let mut lines = text.lines();
     let id = lines
         .next()
-        .and_then(|line| line.trim().parse::<i64>().ok())
+        .and_then(UserId::parse_id)
         .ok_or("users create printed no user id")?;
     let token = lines
         .last()
         .map(|line| SecretString::from(line.trim().to_owned()))
         .ok_or("users create printed no token")?;
-    Ok((UserId(id), token))
+    Ok((id, token))
 }
 
 /// Reads the smoke row straight from the database: both halves must be Fernet tokens that do
-/// not contain the values, with a key id and a binding tag (SPEC §1 check 2, §6.4, §6.5).
-fn stored_as_ciphertext(
-    settings: &Settings,
+/// not contain the values, with a key id and a binding tag.
+async fn stored_as_ciphertext(
+    context: &mut Context<'_>,
     user: UserId,
     values: &[&SecretString],
 ) -> Result<(), String> {
-    let database =
-        crate::startup::connect_for_command(settings, false).map_err(|e| e.to_string())?;
-    let repositories = crate::startup::Repositories::new(&database);
+    let store = context
+        .services()
+        .await
+        .map_err(|e| e.0)?
+        .credential_store
+        .clone();
     let broker = BrokerId::parse(SMOKE_BROKER).map_err(|e| e.to_string())?;
-    let rows = repositories
-        .credentials
+    let rows = store
         .list(user)
-        .map_err(|e| e.to_string())?;
+        .await
+        .map_err(|e| user_service_domain::chain(&e))?;
     let row = rows
         .iter()
         .find(|row| row.broker == broker)

@@ -1,0 +1,225 @@
+//! The command line: one module per command. Each command is configured by the same
+//! environment as the server and reaches the database through the same domain services.
+
+mod keys;
+pub mod smoke;
+mod users;
+
+use clap::{Parser, Subcommand};
+use user_service_domain::{chain, DomainError};
+
+use crate::config::{self, Secrets, Settings};
+use crate::startup::{connect_for_command, Services, StartupError};
+
+/// The user-service: broker credentials encrypted at rest, behind a JWT + entitlements API.
+#[derive(Debug, Parser)]
+#[command(name = "user-service", version, about)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// A command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage encryption keys.
+    Keys {
+        /// What to do with keys.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Grant a capability to a user (id or e-mail).
+    Grant {
+        /// User id or e-mail.
+        user: String,
+        /// Capability code, e.g. can.manage_users.
+        capability: String,
+    },
+    /// Revoke a capability from a user (id or e-mail).
+    Revoke {
+        /// User id or e-mail.
+        user: String,
+        /// Capability code, e.g. can.use_users.
+        capability: String,
+    },
+    /// Manage users.
+    Users {
+        /// What to do with users.
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Run the post-deployment checks against a running deployment: one PASS/FAIL line per
+    /// check, non-zero exit on any failure. Uses the server's environment to create a test user.
+    Smoke {
+        /// Base URL of the deployment, e.g. http://127.0.0.1:8000.
+        base_url: String,
+        /// Run the credential checks as this token's user instead of creating a test user
+        /// (prefer the SMOKE_TOKEN variable: arguments are visible in the process list).
+        #[arg(long, env = "SMOKE_TOKEN", hide_env_values = true, value_parser = secret_arg)]
+        token: Option<secrecy::SecretString>,
+        /// Do not create a test user; without --token only /health and /ready are checked.
+        #[arg(long)]
+        no_create_user: bool,
+    },
+}
+
+/// Key commands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print one new key on stdout (the format of Python's `Fernet.generate_key()`).
+    Generate,
+    /// Re-encrypt every credential row under the primary key (idempotent, resumable).
+    Rotate {
+        /// Start after this row id (resume a run that was stopped).
+        #[arg(long, default_value_t = 0)]
+        after_id: i64,
+    },
+    /// Decrypt every row and report counts per key id and failures (no values).
+    Verify,
+}
+
+/// User commands.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create an active user; prints its id, and with --print-token an access token alone on the
+    /// last line.
+    Create {
+        /// E-mail address.
+        #[arg(long)]
+        email: String,
+        /// Password for the embedded sign-in (stored as an argon2id hash; same rules as
+        /// `POST /auth/register`). Without it the user can only use tokens issued elsewhere.
+        #[arg(long, value_parser = secret_arg)]
+        password: Option<secrecy::SecretString>,
+        /// Also grant can.manage_users.
+        #[arg(long)]
+        operator: bool,
+        /// Print an access token (15 minutes) on the last line.
+        #[arg(long)]
+        print_token: bool,
+    },
+}
+
+/// A command failed; the message is printed on stderr as one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CommandError(pub String);
+
+impl From<StartupError> for CommandError {
+    fn from(error: StartupError) -> Self {
+        Self(chain(&error))
+    }
+}
+
+impl From<DomainError> for CommandError {
+    fn from(error: DomainError) -> Self {
+        Self(chain(&error))
+    }
+}
+
+impl From<std::io::Error> for CommandError {
+    fn from(error: std::io::Error) -> Self {
+        Self(error.to_string())
+    }
+}
+
+/// What a command works with: the settings, and (once asked for) the secrets and the domain
+/// services over the database.
+pub struct Context<'a> {
+    /// The configuration.
+    pub settings: &'a Settings,
+    secrets: Option<Secrets>,
+    services: Option<Services>,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
+}
+
+impl<'a> Context<'a> {
+    /// A context for `settings`; the database is opened on first use.
+    pub fn new(settings: &'a Settings) -> Self {
+        Self {
+            settings,
+            secrets: None,
+            services: None,
+        }
+    }
+
+    /// The key ring and the JWT secret, read on first use (a misconfigured key is logged then).
+    pub fn secrets(&mut self) -> &Secrets {
+        self.secrets
+            .get_or_insert_with(|| config::load(self.settings))
+    }
+
+    /// The domain services over the database (migrated first when the settings say so).
+    pub async fn services(&mut self) -> Result<&Services, CommandError> {
+        if self.services.is_none() {
+            let database =
+                connect_for_command(self.settings, self.settings.run_migrations()).await?;
+            let services = Services::new(&database, self.settings, self.secrets())?;
+            self.services = Some(services);
+        }
+        self.services
+            .as_ref()
+            .ok_or_else(|| CommandError("no database".into()))
+    }
+}
+
+/// Runs a command other than `serve`, writing its output to `out`.
+pub async fn run(
+    command: Command,
+    settings: &Settings,
+    out: &mut dyn std::io::Write,
+) -> Result<(), CommandError> {
+    let mut context = Context::new(settings);
+    match command {
+        Command::Serve => Err(CommandError("serve is handled by main".into())),
+        Command::Migrate => {
+            let database = crate::startup::connect_unchecked(settings).await?;
+            let applied = database
+                .run_migrations()
+                .await
+                .map_err(|e| CommandError(chain(&e)))?;
+            writeln!(out, "applied {} migration(s)", applied.len())?;
+            Ok(())
+        }
+        Command::Keys { command } => keys::run(&mut context, command, out).await,
+        Command::Grant { user, capability } => {
+            users::set_capability(&mut context, &user, &capability, true, out).await
+        }
+        Command::Revoke { user, capability } => {
+            users::set_capability(&mut context, &user, &capability, false, out).await
+        }
+        Command::Users { command } => users::run(&mut context, command, out).await,
+        Command::Smoke {
+            base_url,
+            token,
+            no_create_user,
+        } => {
+            smoke::run(
+                &mut context,
+                smoke::SmokeOptions {
+                    base_url,
+                    token,
+                    create_user: !no_create_user,
+                },
+                out,
+            )
+            .await
+        }
+    }
+}
+
+/// Reads a secret argument straight into a [`secrecy::SecretString`] (so that `Debug` of the
+/// parsed command shows `[REDACTED]`).
+fn secret_arg(value: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
+    Ok(secrecy::SecretString::from(value))
+}

@@ -1,0 +1,12 @@
+//! Configuration: the settings (defaults, an optional TOML file, the environment) and the
+//! secrets (encryption key ring, JWT secret) read through the configured secret source.
+
+mod keys;
+mod settings;
+
+pub use keys::{
+    load, load_jwt_secret, load_key_ring, reload, KeyHolder, KeyStatus, Secrets, MISCONFIGURED,
+};
+pub use settings::{
+    redact_url, AppEnv, AuthMode, EntitlementsKind, LogFormat, Settings, SettingsError,
+};
