@@ -11,6 +11,7 @@ pub mod ports;
 pub mod rotation;
 pub mod secret;
 pub mod service;
+pub mod signing;
 pub mod update;
 pub mod user;
 
@@ -26,6 +27,7 @@ pub use credential::{
 pub use error::{CipherError, DomainError, RepositoryError, ValidationError};
 pub use secret::{PlainSecret, SecretInput};
 pub use service::{CredentialService, CredentialTest, RequestContext, TestOutcome, TestResult};
+pub use signing::{HttpMethod, RequestSigner, SignError, SignedRequest, UnsignedRequest};
 pub use update::{plan_update, CredentialUpdate, HalfChange, PlannedChange};
 pub use user::{Email, NewUser, OnboardingProgress, Page, User, UserId, UserPatch};
 
