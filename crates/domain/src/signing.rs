@@ -291,9 +291,9 @@ pub enum SignError {
     /// The request breaks a limit or a rule of the broker's protocol.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// The stored secret does not have the form the broker uses (a Kraken secret that is not
-    /// base64).
-    #[error("the stored API secret does not have the form this broker uses")]
+    /// The stored key or secret does not have the form the broker uses: a Kraken secret that is
+    /// not base64, an API key holding characters an HTTP header cannot carry.
+    #[error("the stored API key or secret does not have the form this broker uses")]
     InvalidSecret,
 }
 
