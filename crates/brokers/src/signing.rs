@@ -262,13 +262,16 @@ pub(crate) fn kraken_signature(secret: &[u8], path: &str, nonce: &str, body: &st
 /// Last Kraken nonce handed out by this process.
 static LAST_KRAKEN_NONCE: AtomicU64 = AtomicU64::new(0);
 
-/// Kraken wants a nonce that increases for every call with the same key. Microseconds since the
-/// epoch leave room for many calls per millisecond and stay above the millisecond nonces other
-/// clients (and our earlier probe) used; the guard makes two calls in the same microsecond, or
-/// a clock stepping back, still increase within this process. Several processes signing for the
-/// same key rely on their clocks (and on the key's nonce window, which Kraken lets users set).
+/// Kraken wants a nonce that increases for every call with the same key, and the key is often
+/// shared with the trader's own tools, which (like Kraken's own examples and our earlier probe)
+/// use milliseconds since the epoch. Milliseconds keep us interleavable with them, where
+/// microseconds would push the key's nonce out of their reach for good. The guard raises a nonce
+/// past the previous one of this process, so two calls in the same millisecond, or a clock
+/// stepping back, still get increasing nonces (a burst runs ahead of the clock by one per call,
+/// and the clock catches up). Several processes signing for the same key rely on their clocks
+/// and on the key's nonce window, which Kraken lets the user widen.
 fn next_kraken_nonce(now: DateTime<Utc>) -> u64 {
-    let candidate = u64::try_from(now.timestamp_micros()).unwrap_or(0);
+    let candidate = u64::try_from(now.timestamp_millis()).unwrap_or(0);
     let mut last = LAST_KRAKEN_NONCE.load(Ordering::Relaxed);
     loop {
         let next = candidate.max(last.saturating_add(1));
@@ -510,12 +513,12 @@ mod tests {
     }
 
     #[test]
-    fn kraken_nonces_increase_even_within_one_microsecond() {
-        let frozen = Utc.timestamp_micros(1_700_000_000_000_000).unwrap();
+    fn kraken_nonces_increase_even_within_one_millisecond() {
+        let frozen = Utc.timestamp_millis_opt(1_700_000_000_000).unwrap();
         let nonces: Vec<u64> = (0..1000).map(|_| next_kraken_nonce(frozen)).collect();
         assert!(nonces.windows(2).all(|w| w[0] < w[1]), "{nonces:?}");
         // A clock stepping back does not make them decrease either.
-        let earlier = Utc.timestamp_micros(1_600_000_000_000_000).unwrap();
+        let earlier = Utc.timestamp_millis_opt(1_600_000_000_000).unwrap();
         assert!(next_kraken_nonce(earlier) > nonces[999]);
         // Across threads, no nonce is handed out twice.
         let threads: Vec<_> = (0..4)
@@ -537,11 +540,11 @@ mod tests {
     }
 
     #[test]
-    fn kraken_nonce_follows_the_clock_in_microseconds() {
+    fn kraken_nonce_follows_the_clock_in_milliseconds() {
         let later = Utc::now() + chrono::Duration::days(365);
         assert_eq!(
             next_kraken_nonce(later),
-            u64::try_from(later.timestamp_micros()).unwrap()
+            u64::try_from(later.timestamp_millis()).unwrap()
         );
     }
 
