@@ -3,7 +3,6 @@
 pub mod cli;
 pub mod config;
 pub mod http;
-pub mod probe;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
+use user_service_brokers::{BrokerProbeAdapter, HttpBrokerProbe, ProbeUrls};
 use user_service_crypto::Passwords;
 use user_service_domain::entitlements::{CachedEntitlements, LocalEntitlements};
 use user_service_domain::ports::{
@@ -19,7 +20,6 @@ use user_service_entitlements::RemoteEntitlements;
 use user_service_persistence::{Database, DatabaseError, PoolSettings};
 
 use crate::config::{self, EntitlementsKind, KeyHolder, KeyStatus, Secrets, Settings};
-use crate::probe::{HttpBrokerProbe, ProbeUrls};
 use crate::state::{AppState, Parts};
 
 /// Why the service (or a command) cannot start. Messages never contain a secret.
@@ -220,14 +220,14 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         .map_err(StartupError::Config)?;
     let database = connect(&settings, settings.run_migrations()).await?;
     let services = Services::new(&database, &settings, &secrets)?;
-    let probe = Arc::new(HttpBrokerProbe::new(
+    let probe = Arc::new(BrokerProbeAdapter::new(HttpBrokerProbe::new(
         ProbeUrls {
             binance: settings.broker_probe_binance_url.clone(),
             kraken: settings.broker_probe_kraken_url.clone(),
             alpaca: settings.broker_probe_alpaca_url.clone(),
         },
         Duration::from_secs(settings.broker_probe_timeout_secs),
-    ));
+    )));
     Ok(AppState::new(Parts {
         settings,
         database,

@@ -13,6 +13,7 @@ pub mod principal;
 pub mod rotation;
 pub mod secret;
 pub mod service;
+pub mod signing;
 pub mod update;
 pub mod user;
 
@@ -34,6 +35,7 @@ pub use service::{
     CapabilityChange, CredentialService, CredentialTest, RequestContext, SignInService,
     TestOutcome, TestResult, UserPorts, UserService,
 };
+pub use signing::{HttpMethod, RequestSigner, SignError, SignedRequest, UnsignedRequest};
 pub use update::{plan_update, CredentialUpdate, HalfChange, PlannedChange};
 pub use user::{Email, NewUser, OnboardingProgress, Page, User, UserId, UserPatch};
 

@@ -6,6 +6,7 @@ use secrecy::ExposeSecret;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 use user_service_domain::limits::SECRET_MAX_CHARS;
+use user_service_domain::ports::ProbeStatus;
 use user_service_domain::{
     BrokerId, CredentialStatus, CredentialTest, CredentialUpdate, PlainSecret, SecretInput, UserId,
     ValidationError,
@@ -274,7 +275,7 @@ pub async fn test_own(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(TestAnswer {
             status: result.outcome.status().as_str(),
-            message: crate::probe::message(&result.broker, result.outcome),
+            message: message(&result.broker, result.outcome),
             broker: result.broker.to_string(),
             tested_at: result.tested_at,
         }))
@@ -283,4 +284,22 @@ pub async fn test_own(
 /// 404 `User not found` unless the user exists and is not deleted.
 pub async fn existing_user(state: &web::Data<AppState>, id: UserId) -> Result<UserId, ApiError> {
     Ok(state.users.get(id).await?.id)
+}
+
+/// The French messages of the original service.
+fn message(broker: &BrokerId, outcome: user_service_domain::TestOutcome) -> &'static str {
+    use user_service_domain::TestOutcome;
+    match outcome {
+        TestOutcome::MissingKeys | TestOutcome::Probed(ProbeStatus::MissingCredentials) => {
+            "Clés API manquantes pour ce broker."
+        }
+        TestOutcome::Probed(ProbeStatus::Ok) => "Connexion établie avec succès.",
+        TestOutcome::Probed(ProbeStatus::Unauthorized) => {
+            "Le broker a rejeté les identifiants fournis."
+        }
+        TestOutcome::Probed(_) if !user_service_brokers::HttpBrokerProbe::supports(broker) => {
+            "Vérification automatique indisponible pour ce broker."
+        }
+        TestOutcome::Probed(_) => "Impossible de joindre le broker. Vérifiez l'URL ou réessayez.",
+    }
 }
