@@ -193,7 +193,8 @@ impl Services {
             clock: clock.clone(),
         });
         Ok(Self {
-            credentials: CredentialService::new(Arc::clone(&credential_store), audit, clock),
+            credentials: CredentialService::new(Arc::clone(&credential_store), audit, clock)
+                .with_max_per_user(settings.max_credentials_per_user),
             sign_in: SignInService::new(user_service.clone(), users, passwords),
             users: user_service,
             credential_store,

@@ -10,6 +10,7 @@ use user_service_persistence::Database;
 
 use crate::config::{KeyHolder, Settings};
 use crate::http::error::ApiError;
+use crate::http::limits::RequestLimits;
 use crate::http::metrics::Metrics;
 
 /// The application state, built once by [`crate::startup`].
@@ -34,6 +35,8 @@ pub struct AppState {
     pub probe: Arc<dyn BrokerProbe>,
     /// Request metrics.
     pub metrics: Metrics,
+    /// Limits of the connection test (per user and global).
+    pub connection_tests: RequestLimits,
     tokens: RwLock<Arc<TokenCodec>>,
 }
 
@@ -71,6 +74,11 @@ pub struct Parts {
 impl AppState {
     /// Assembles the state.
     pub fn new(parts: Parts) -> Self {
+        let connection_tests = RequestLimits::new(
+            "connection_test",
+            parts.settings.connection_tests_per_user_per_minute,
+            parts.settings.connection_tests_per_minute,
+        );
         Self {
             settings: parts.settings,
             database: parts.database,
@@ -82,6 +90,7 @@ impl AppState {
             keys: parts.keys,
             probe: parts.probe,
             metrics: Metrics::default(),
+            connection_tests,
             tokens: RwLock::new(Arc::new(parts.tokens)),
         }
     }

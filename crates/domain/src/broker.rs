@@ -32,11 +32,7 @@ impl BrokerId {
                 max: BROKER_ID_MAX_CHARS,
             });
         }
-        if normalised.chars().any(|c| {
-            c.is_control()
-                || ('\u{202a}'..='\u{202e}').contains(&c)
-                || ('\u{2066}'..='\u{2069}').contains(&c)
-        }) {
+        if normalised.chars().any(crate::text::is_forbidden_char) {
             return Err(ValidationError::Invalid {
                 field: "broker",
                 reason: "must not contain control characters",

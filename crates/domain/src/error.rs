@@ -46,6 +46,12 @@ pub enum ValidationError {
         /// The limit.
         max: usize,
     },
+    /// The request would leave the user with more stored credentials than allowed.
+    #[error("At most {max} broker credentials may be stored per user")]
+    TooManyCredentials {
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl ValidationError {
@@ -60,7 +66,7 @@ impl ValidationError {
         match self {
             Self::BrokerRequired | Self::DuplicateBroker(_) => Some("broker"),
             Self::TooLong { field, .. } | Self::Invalid { field, .. } => Some(field),
-            Self::TooManyEntries { .. } => Some("credentials"),
+            Self::TooManyEntries { .. } | Self::TooManyCredentials { .. } => Some("credentials"),
         }
     }
 }

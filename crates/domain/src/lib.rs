@@ -14,6 +14,7 @@ pub mod rotation;
 pub mod secret;
 pub mod service;
 pub mod signing;
+pub mod text;
 pub mod update;
 pub mod user;
 

@@ -14,6 +14,9 @@ pub const NAME_MAX_CHARS: usize = 120;
 pub const PHONE_MAX_CHARS: usize = 32;
 /// Most credential entries accepted in one update request.
 pub const MAX_ENTRIES_PER_UPDATE: usize = 64;
+/// Default most broker credentials one user may store (`MAX_CREDENTIALS_PER_USER`): every list
+/// decrypts them all, so the count bounds the work of one request.
+pub const DEFAULT_MAX_CREDENTIALS_PER_USER: usize = 50;
 /// Default page size of paginated lists.
 pub const DEFAULT_PAGE_LIMIT: u32 = 50;
 /// Largest page size of paginated lists.

@@ -226,8 +226,11 @@ pub trait UserRepository: Send + Sync {
     async fn list(&self, page: Page) -> Result<(Vec<User>, u64), RepositoryError>;
     /// Applies a patch; [`RepositoryError::Duplicate`] when the new e-mail is taken.
     async fn update(&self, id: UserId, patch: &UserPatch) -> Result<User, RepositoryError>;
-    /// Marks the user deleted; [`RepositoryError::NotFound`] when already deleted or unknown.
-    async fn soft_delete(&self, id: UserId) -> Result<(), RepositoryError>;
+    /// Marks the user deleted and deletes its broker credentials, in one transaction, recording
+    /// `event` (with each credential's broker) for every credential deleted; answers how many
+    /// were. [`RepositoryError::NotFound`] (and nothing changed) when already deleted or
+    /// unknown.
+    async fn soft_delete(&self, id: UserId, event: &AuditEvent) -> Result<u64, RepositoryError>;
 }
 
 /// Storage of user preferences (a JSON object).

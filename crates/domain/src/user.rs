@@ -47,6 +47,12 @@ pub struct Email(String);
 impl Email {
     /// Validates and normalises an address.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        if crate::text::has_forbidden_char(raw.trim()) {
+            return Err(ValidationError::Invalid {
+                field: "email",
+                reason: "must not contain control characters",
+            });
+        }
         let email = raw.trim().to_lowercase();
         if email.chars().count() > EMAIL_MAX_CHARS {
             return Err(ValidationError::TooLong {
@@ -174,6 +180,10 @@ pub fn profile_field(
         _ => NAME_MAX_CHARS,
     };
     match value.map(|v| v.trim().to_owned()) {
+        Some(v) if crate::text::has_forbidden_char(&v) => Err(ValidationError::Invalid {
+            field,
+            reason: "must not contain control characters",
+        }),
         Some(v) if v.is_empty() => Ok(None),
         Some(v) if v.chars().count() > max => Err(ValidationError::TooLong { field, max }),
         other => Ok(other),
@@ -306,6 +316,13 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(250))).is_err());
+        for control in [
+            "a\u{0}@example.com",
+            "a@exa\u{7}mple.com",
+            "a@example.com\u{202e}",
+        ] {
+            assert!(Email::parse(control).is_err(), "{control:?}");
+        }
     }
 
     #[test]
@@ -347,5 +364,7 @@ mod tests {
         );
         assert!(profile_field("phone", Some("1".repeat(33))).is_err());
         assert!(profile_field("last_name", Some("x".repeat(120))).is_ok());
+        assert!(profile_field("first_name", Some("Ann\u{0}".into())).is_err());
+        assert!(profile_field("phone", Some("+33\n1".into())).is_err());
     }
 }

@@ -187,7 +187,34 @@ mod contract {
         let users = t.db.users();
         let ann = create_user(&t.db, "ann").await;
         let bob = create_user(&t.db, "bob").await;
-        users.soft_delete(ann).await.unwrap();
+        let creds = t.db.credentials();
+        creds
+            .apply(
+                ann,
+                &[
+                    CredentialMutation::Write(write("binance", None, Some("k"), None)),
+                    CredentialMutation::Write(write("kraken", None, Some("k"), None)),
+                ],
+            )
+            .await
+            .unwrap();
+        let event = AuditEvent {
+            occurred_at: at(9),
+            actor_id: Some(ann),
+            target_user_id: ann,
+            action: AuditAction::Delete,
+            broker: None,
+            outcome: "account_deleted".into(),
+            key_id: None,
+            request_id: Some("req-del".into()),
+        };
+        assert_eq!(users.soft_delete(ann, &event).await.unwrap(), 2);
+        // The keys went with the account, each deletion recorded in the same transaction.
+        assert!(creds.list(ann).await.unwrap().is_empty());
+        let (events, _) = t.db.audit().list(ann, Page::default()).await.unwrap();
+        let mut brokers: Vec<_> = events.iter().filter_map(|e| e.broker.clone()).collect();
+        brokers.sort();
+        assert_eq!(brokers, ["binance", "kraken"]);
         assert_eq!(users.get(ann).await, Err(RepositoryError::NotFound));
         assert_eq!(
             users
@@ -199,7 +226,10 @@ mod contract {
         let (items, total) = users.list(Page::default()).await.unwrap();
         assert_eq!(total, 1);
         assert_eq!(items.iter().map(|u| u.id).collect::<Vec<_>>(), [bob]);
-        assert_eq!(users.soft_delete(ann).await, Err(RepositoryError::NotFound));
+        assert_eq!(
+            users.soft_delete(ann, &event).await,
+            Err(RepositoryError::NotFound)
+        );
         assert_eq!(
             users.update(ann, &UserPatch::default()).await,
             Err(RepositoryError::NotFound)

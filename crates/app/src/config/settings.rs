@@ -103,6 +103,14 @@ pub struct Settings {
     /// `READY_ALLOW_RETIRED_KEY_ROWS`: `/ready` stays 200 while rows remain under a key that
     /// is no longer configured (default off; see docs/operations.md).
     pub ready_allow_retired_key_rows: bool,
+    /// `MAX_CREDENTIALS_PER_USER`: most broker credentials one user may store (default 50).
+    pub max_credentials_per_user: usize,
+    /// `CONNECTION_TESTS_PER_USER_PER_MINUTE`: connection tests one user may run a minute
+    /// (default 5).
+    pub connection_tests_per_user_per_minute: u32,
+    /// `CONNECTION_TESTS_PER_MINUTE`: connection tests all users together may run a minute, per
+    /// replica (default 60).
+    pub connection_tests_per_minute: u32,
     /// `BROKER_CREDENTIALS_REQUIRE_BINDING`: rows without a binding tag read as undecryptable
     /// (default off: the Python service writes none; turn on once `keys rotate` bound them all).
     pub broker_credentials_require_binding: bool,
@@ -136,6 +144,9 @@ const FIELDS: &[&str] = &[
     "broker_probe_timeout_secs",
     "ready_allow_retired_key_rows",
     "broker_credentials_require_binding",
+    "max_credentials_per_user",
+    "connection_tests_per_user_per_minute",
+    "connection_tests_per_minute",
 ];
 
 /// The configuration could not be read.
@@ -168,6 +179,9 @@ impl Settings {
             .and_then(|b| b.set_default("broker_probe_timeout_secs", 5))
             .and_then(|b| b.set_default("ready_allow_retired_key_rows", false))
             .and_then(|b| b.set_default("broker_credentials_require_binding", false))
+            .and_then(|b| b.set_default("max_credentials_per_user", 50))
+            .and_then(|b| b.set_default("connection_tests_per_user_per_minute", 5))
+            .and_then(|b| b.set_default("connection_tests_per_minute", 60))
             .map_err(|e| SettingsError(e.to_string()))?;
         if let Ok(path) = std::env::var("USER_SERVICE_CONFIG") {
             builder = builder.add_source(config::File::new(&path, config::FileFormat::Toml));

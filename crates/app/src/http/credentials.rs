@@ -254,6 +254,9 @@ pub async fn test_own(
     caller: Caller,
     body: web::Json<TestBody>,
 ) -> Result<HttpResponse, ApiError> {
+    state
+        .connection_tests
+        .check(caller.user_id, &state.metrics)?;
     let body = body.into_inner();
     let request = CredentialTest {
         broker: BrokerId::parse(&body.broker)?,

@@ -24,6 +24,7 @@ struct Series {
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), Series>>,
+    refusals: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -52,9 +53,29 @@ impl Metrics {
         }
     }
 
+    /// Counts one request refused by the rate limit `limit`.
+    pub fn refused(&self, limit: &'static str) {
+        *self
+            .refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(limit)
+            .or_default() += 1;
+    }
+
     /// The metrics in Prometheus text format, followed by `extra` lines.
     pub fn render(&self, extra: &str) -> String {
         let mut out = String::new();
+        out.push_str("# HELP rate_limited_total Requests refused with 429, by limit.\n");
+        out.push_str("# TYPE rate_limited_total counter\n");
+        for (limit, count) in self
+            .refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(out, "rate_limited_total{{limit=\"{limit}\"}} {count}");
+        }
         out.push_str(
             "# HELP http_requests_total HTTP requests by method, route pattern and status.\n",
         );

@@ -66,6 +66,7 @@ pub async fn request_context(
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
+    protect(&mut response);
 
     let route = response
         .request()
@@ -85,6 +86,41 @@ pub async fn request_context(
             .observe(&method, &route, status.as_u16(), latency);
     }
     Ok(response)
+}
+
+/// The Content-Security-Policy of the Swagger UI at `/docs`: its own scripts and styles only
+/// (it sets inline styles itself), no framing, no form submission elsewhere.
+const DOCS_POLICY: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; \
+    base-uri 'none'; form-action 'none'";
+
+/// Headers every answer gets unless its handler set them: no caching of JSON (profiles and
+/// credentials are personal), no MIME sniffing, no framing; the Swagger UI gets its policy.
+fn protect(response: &mut ServiceResponse<BoxBody>) {
+    let is_docs = response.request().path().starts_with("/docs");
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let headers = response.headers_mut();
+    if is_json && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if is_docs && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DOCS_POLICY),
+        );
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::X_FRAME_OPTIONS) {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
 }
 
 /// Adds `request_id` to a JSON error body.

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod credentials;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;

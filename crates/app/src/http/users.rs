@@ -177,7 +177,8 @@ pub async fn delete_me(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    soft_delete(&state, caller.user_id).await
+    let target = caller.user_id;
+    soft_delete(&state, &caller, target).await
 }
 
 /// `GET /users/{user_id}` (operators).
@@ -209,14 +210,18 @@ pub async fn patch_user(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn delete_user(
     state: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    soft_delete(&state, UserId(id.into_inner())).await
+    soft_delete(&state, &caller, UserId(id.into_inner())).await
 }
 
-async fn soft_delete(state: &web::Data<AppState>, id: UserId) -> Result<HttpResponse, ApiError> {
-    state.users.delete(id).await?;
+async fn soft_delete(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    id: UserId,
+) -> Result<HttpResponse, ApiError> {
+    state.users.delete(&caller.context(), id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

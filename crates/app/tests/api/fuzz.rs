@@ -29,6 +29,12 @@ fn hostile_values() -> Vec<Value> {
         json!({}),
         json!(format!("{MARKER}{}", "x".repeat(10_000))),
         json!(format!("{MARKER}\u{0000}\u{202e}é<script>' OR 1=1 --")),
+        // Control characters inside values that are otherwise well-formed (an e-mail address,
+        // a name), which pass every other check and reach the database.
+        json!("nul\u{0000}fuzz@example.com"),
+        json!("ctl\u{0007}\u{001b}[2J@example.com"),
+        json!("Ann\u{0000}"),
+        json!("line\r\nInjected: 1"),
         json!({"k": "a\u{0000}b", "\u{0000}": [1, "\u{0000}"], "n": 1e308}),
         deep,
     ]

@@ -8,6 +8,7 @@ mod audit;
 mod checks;
 mod credentials;
 mod fuzz;
+mod hardening;
 mod logs;
 mod openapi;
 mod outage;

@@ -239,8 +239,15 @@ fn rotation_killed_half_way_resumes() {
     let Some(db) = TestDatabase::create(Backend::Postgres) else {
         return;
     };
-    let old =
-        TestServer::start_on(db, &[("BROKER_CREDENTIALS_ENCRYPTION_KEY", Some(OLD))]).unwrap();
+    // 60 credentials a user, past the default cap: many rows in few requests.
+    let old = TestServer::start_on(
+        db,
+        &[
+            ("BROKER_CREDENTIALS_ENCRYPTION_KEY", Some(OLD)),
+            ("MAX_CREDENTIALS_PER_USER", Some("60")),
+        ],
+    )
+    .unwrap();
     seed(&old, "kill", 40, 60);
     let total = old.db.count_credentials("1 = 1");
     let new_id = key_id_of(&old, NEW);

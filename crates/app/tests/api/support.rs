@@ -111,15 +111,18 @@ impl TestDatabase {
 
     /// Counts rows matching a SQL condition on `user_broker_credentials`.
     pub fn count_credentials(&self, condition: &str) -> i64 {
+        self.count_rows("user_broker_credentials", condition)
+    }
+
+    /// Counts rows of `table` matching a SQL condition.
+    pub fn count_rows(&self, table: &str, condition: &str) -> i64 {
         use diesel::sql_types::BigInt;
         #[derive(diesel::QueryableByName)]
         struct Count {
             #[diesel(sql_type = BigInt)]
             n: i64,
         }
-        let query = format!(
-            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM user_broker_credentials WHERE {condition}"
-        );
+        let query = format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {table} WHERE {condition}");
         let rows: Vec<Count> = self.load(&query);
         rows[0].n
     }

@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::broker::BrokerId;
 use crate::credential::{mask, CredentialHealth, CredentialStatus, KeyId, StoredCredential};
-use crate::error::{CipherError, DomainError, RepositoryError};
+use crate::error::{CipherError, DomainError, RepositoryError, ValidationError};
 use crate::limits::MAX_WRITE_ATTEMPTS;
 use crate::ports::{
     AuditRepository, BrokerProbe, Clock, CredentialCipher, CredentialMutation,
@@ -69,6 +69,7 @@ pub struct CredentialService {
     credentials: Arc<dyn CredentialRepository>,
     audit: Arc<dyn AuditRepository>,
     clock: Arc<dyn Clock>,
+    max_per_user: usize,
 }
 
 impl std::fmt::Debug for CredentialService {
@@ -88,7 +89,14 @@ impl CredentialService {
             credentials,
             audit,
             clock,
+            max_per_user: crate::limits::DEFAULT_MAX_CREDENTIALS_PER_USER,
         }
+    }
+
+    /// The same service allowing at most `max` stored credentials per user.
+    pub fn with_max_per_user(mut self, max: usize) -> Self {
+        self.max_per_user = max;
+        self
     }
 
     /// The masked credentials of `target`, ordered by broker. A row that cannot be read is
@@ -264,6 +272,30 @@ impl CredentialService {
         let plan = plan_update(stored, request)?;
         if plan.is_empty() {
             return Ok(WritePlan::Nothing);
+        }
+        let created = plan
+            .iter()
+            .filter(|change| {
+                matches!(
+                    change,
+                    PlannedChange::Upsert {
+                        expected_version: None,
+                        ..
+                    }
+                )
+            })
+            .count();
+        let deleted = plan
+            .iter()
+            .filter(|change| matches!(change, PlannedChange::Delete { .. }))
+            .count();
+        // Only a request that adds rows is refused: one that replaces or removes never is, so
+        // a user over a lowered limit can still tidy up.
+        if created > 0 && stored.len() + created - deleted.min(stored.len()) > self.max_per_user {
+            return Err(ValidationError::TooManyCredentials {
+                max: self.max_per_user,
+            }
+            .into());
         }
         let mutations = self.seal(cipher, target, stored, plan)?;
         let events = mutations
@@ -484,7 +516,7 @@ mod tests {
         MockCredentialRepository, Opened, Sealed,
     };
     use crate::test_support::{entry, stored_row};
-    use crate::{CipherError, PlainSecret, ValidationError};
+    use crate::{CipherError, PlainSecret};
     use chrono::{TimeZone, Utc};
     use mockall::predicate::eq;
 
@@ -897,6 +929,51 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(list.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn adding_past_the_cap_writes_nothing_but_replacing_at_the_cap_does() {
+        let at_cap: Vec<_> = (0..3)
+            .map(|i| readable_row(&format!("b{i}"), "k", "s", 1))
+            .collect();
+        let mut repo = MockCredentialRepository::new();
+        let rows = at_cap.clone();
+        expect_update(&mut repo, rows, |plan| {
+            assert_eq!(plan, &WritePlan::Abort);
+            Ok(vec![])
+        });
+        let service =
+            CredentialService::new(Arc::new(repo), quiet_audit(), clock()).with_max_per_user(3);
+        let error = service
+            .update(
+                &fake_cipher(),
+                &ctx(),
+                UserId(1),
+                vec![entry("new", Some("k"), None)],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            DomainError::Validation(ValidationError::TooManyCredentials { max: 3 })
+        );
+
+        let mut repo = MockCredentialRepository::new();
+        expect_update(&mut repo, at_cap, |plan| {
+            assert!(matches!(plan, WritePlan::Apply { .. }), "{plan:?}");
+            Ok(vec![])
+        });
+        let service =
+            CredentialService::new(Arc::new(repo), quiet_audit(), clock()).with_max_per_user(3);
+        service
+            .update(
+                &fake_cipher(),
+                &ctx(),
+                UserId(1),
+                vec![entry("b0", Some("k2"), None)],
+            )
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

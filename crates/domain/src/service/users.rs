@@ -7,6 +7,7 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use serde_json::Value;
 
+use crate::audit::{AuditAction, AuditEvent};
 use crate::capability::{AccessDenied, Capabilities, Capability};
 use crate::error::{DomainError, RepositoryError, Unique};
 use crate::password::check_policy;
@@ -14,6 +15,7 @@ use crate::ports::{
     CapabilityRepository, Clock, EntitlementsProvider, OnboardingRepository, PasswordHasher,
     PreferenceRepository, UserRepository,
 };
+use crate::service::RequestContext;
 use crate::user::{check_preferences, NewUser, OnboardingProgress, Page, User, UserId, UserPatch};
 
 /// What a grant or revocation changed.
@@ -140,9 +142,23 @@ impl UserService {
         self.users.update(id, patch).await.map_err(user_error)
     }
 
-    /// Soft-deletes a user; its cached capabilities are forgotten at once.
-    pub async fn delete(&self, id: UserId) -> Result<(), DomainError> {
-        self.users.soft_delete(id).await.map_err(user_error)?;
+    /// Soft-deletes a user and deletes its broker credentials with it (audited, one event per
+    /// credential, in the same transaction); its cached capabilities are forgotten at once.
+    pub async fn delete(&self, ctx: &RequestContext, id: UserId) -> Result<(), DomainError> {
+        let event = AuditEvent {
+            occurred_at: self.clock.now(),
+            actor_id: ctx.actor,
+            target_user_id: id,
+            action: AuditAction::Delete,
+            broker: None,
+            outcome: "account_deleted".into(),
+            key_id: None,
+            request_id: ctx.request_id.clone(),
+        };
+        self.users
+            .soft_delete(id, &event)
+            .await
+            .map_err(user_error)?;
         self.entitlements.forget(id);
         Ok(())
     }
@@ -430,14 +446,27 @@ mod tests {
     #[tokio::test]
     async fn deleting_forgets_the_cached_capabilities() {
         let mut mocks = Mocks::new();
-        mocks.users.expect_soft_delete().returning(|_| Ok(()));
+        mocks
+            .users
+            .expect_soft_delete()
+            .withf(|id, event| {
+                *id == UserId(4)
+                    && event.action == AuditAction::Delete
+                    && event.outcome == "account_deleted"
+                    && event.actor_id == Some(UserId(9))
+            })
+            .returning(|_, _| Ok(2));
         mocks
             .entitlements
             .expect_forget()
             .withf(|id| *id == UserId(4))
             .times(1)
             .return_const(());
-        mocks.service().delete(UserId(4)).await.unwrap();
+        mocks
+            .service()
+            .delete(&RequestContext::new(UserId(9), "r"), UserId(4))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

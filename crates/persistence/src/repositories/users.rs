@@ -5,11 +5,14 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use secrecy::{ExposeSecret, SecretString};
 use user_service_domain::ports::UserRepository;
-use user_service_domain::{Email, NewUser, Page, RepositoryError, Unique, User, UserId, UserPatch};
+use user_service_domain::{
+    AuditEvent, Email, NewUser, Page, RepositoryError, Unique, User, UserId, UserPatch,
+};
 
 use super::{count, limit_offset, UserStore};
 use crate::error::Failure;
 use crate::on_backend;
+use crate::schema::user_broker_credentials as ubc;
 use crate::schema::users;
 use crate::sql_types::DbTime;
 
@@ -256,9 +259,9 @@ impl UserRepository for UserStore {
             .await
     }
 
-    async fn soft_delete(&self, id: UserId) -> Result<(), RepositoryError> {
+    async fn soft_delete(&self, id: UserId, event: &AuditEvent) -> Result<u64, RepositoryError> {
         self.db
-            .run("delete user", async |conn| {
+            .write("delete user", async |conn| {
                 let now = DbTime::now();
                 let updated = on_backend!(conn, |c| {
                     diesel::update(live!().filter(users::id.eq(id.0)))
@@ -266,11 +269,25 @@ impl UserRepository for UserStore {
                         .execute(c)
                         .await
                 })?;
-                if updated == 1 {
-                    Ok(())
-                } else {
-                    Err(RepositoryError::NotFound.into())
+                if updated != 1 {
+                    return Err(RepositoryError::NotFound.into());
                 }
+                // The account's broker keys go with it: nothing decryptable stays behind.
+                let brokers: Vec<String> = on_backend!(conn, |c| {
+                    diesel::delete(ubc::table.filter(ubc::user_id.eq(id.0)))
+                        .returning(ubc::broker)
+                        .get_results(c)
+                        .await
+                })?;
+                let events: Vec<AuditEvent> = brokers
+                    .iter()
+                    .map(|broker| AuditEvent {
+                        broker: Some(broker.clone()),
+                        ..event.clone()
+                    })
+                    .collect();
+                super::audit::insert_events(conn, &events).await?;
+                Ok(brokers.len() as u64)
             })
             .await
     }
