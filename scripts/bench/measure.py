@@ -284,7 +284,8 @@ def main():
     print(
         f"  {args.backend:<8} {args.scenario:<16} c={args.connections:<3} "
         f"{result['rate']:>8.0f}/s p50 {show(result['p50_ms'], 1)} ms p99 {show(result['p99_ms'], 1)} ms "
-        f"errors {result['errors']}  µs/req: service {show(row['service_us'])} "
+        f"errors {result['errors']}{' (' + result['codes'] + ')' if result['codes'] else ''}  "
+        f"µs/req: service {show(row['service_us'])} "
         f"postgres {show(row['postgres_us'])} loadgen {show(row['generator_us'])} "
         f"kernel {show(row['kernel_us'])} other {show(row['other_us'])}",
         flush=True,

@@ -57,7 +57,7 @@ def main():
             )
             print(f"{'':<9}  per process: {each}")
         if row["errors"] and row.get("codes"):
-            print(f"{'':<9}  non-2xx by status: {row['codes']}")
+            print(f"{'':<9}  errors by status or socket error: {row['codes']}")
     print()
 
     def find(backend, scenario, connections):

@@ -15,7 +15,8 @@
 #   DURATION=10          seconds per measurement
 #   CONNECTIONS="16 64"  connection counts (wrk connections = pgbench clients)
 #   USERS=1000           seeded users; every request picks one at random
-#   REPLICAS=1           service processes on PostgreSQL (2: wrk's threads split between them)
+#   REPLICAS=1           service processes on PostgreSQL (2: wrk's threads split between them;
+#                        DATABASE_POOL_SIZE defaults to 16 / REPLICAS, the same connections in all)
 #   BACKENDS="sqlite postgres"
 #   SCENARIOS="get put"
 #   THREADS=2            wrk threads = pgbench threads (a multiple of REPLICAS)
@@ -67,6 +68,10 @@ for c in $connections; do
 done
 
 bench_build
+if ((replicas > 1)) && [[ -z ${DATABASE_POOL_SIZE:-} ]]; then
+  # The same 16 database connections in all as one process has, split between the replicas.
+  DATABASE_POOL_SIZE=$(((16 + replicas - 1) / replicas))
+fi
 bench_service_env
 postmaster=$(bench_postmaster)
 pg_version=$(psql -qAtX "$bench_admin_url" -c "SHOW server_version" 2>/dev/null || echo "unreachable")
@@ -103,6 +108,15 @@ check_statements() {
 # checkpoint debt carried over from the previous one).
 pg_prepare() {
   psql -qX "$1" -c "VACUUM ANALYZE user_broker_credentials" -c "VACUUM ANALYZE credential_audit_events" -c "CHECKPOINT" >/dev/null
+}
+
+# pg_slots N: whether PostgreSQL can take N more connections now.
+pg_slots() {
+  local free
+  free=$(psql -qAtX "$bench_admin_url" -c "SELECT current_setting('max_connections')::int
+    - current_setting('superuser_reserved_connections')::int - count(*) FROM pg_stat_activity
+    WHERE backend_type = 'client backend'")
+  ((free >= $1))
 }
 
 run_backend() {
@@ -158,6 +172,10 @@ run_backend() {
           versions=(--versions "$url")
         fi
         pg_prepare "$url"
+        if ! pg_slots "$c"; then
+          note "SKIPPED pgbench $script.sql at $c clients: PostgreSQL has fewer free connections (max_connections)"
+          continue
+        fi
         # shellcheck disable=SC2046 # values.sh prints several -D options
         python3 "$bench_dir/measure.py" --results "$results" --backend "$backend" --scenario "pgbench-$script" \
           --connections "$c" --kind pgbench ${postmaster:+--postmaster "$postmaster"} \

@@ -14,7 +14,9 @@
 -- its own counters, which done() collects through the thread objects kept by setup().
 --
 -- Prints, after the run:
---   RESULT requests=N duration_us=D p50_us=X p99_us=Y non2xx=E socket_errors=S codes=409:2,...
+--   RESULT requests=N duration_us=D p50_us=X p99_us=Y non2xx=E socket_errors=S codes=409:2,timeout:1
+--   (codes: the non-2xx statuses, then the socket errors by kind; wrk times a request out after
+--   2 s)
 --   TARGET index=i addr=host:port responses=N non2xx=E     (one line per thread)
 
 local threads = {}
@@ -99,6 +101,11 @@ function done(summary, latency, requests)
   end
   table.sort(listed)
   local e = summary.errors
+  for _, kind in ipairs({ "connect", "read", "write", "timeout" }) do
+    if e[kind] > 0 then
+      listed[#listed + 1] = kind .. ":" .. e[kind]
+    end
+  end
   io.write(string.format(
     "RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d non2xx=%d socket_errors=%d codes=%s\n",
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), bad,
