@@ -147,6 +147,9 @@ run_backend() {
   local versions_db=${url#sqlite://}
   [[ $backend == postgres ]] && pg_prepare "$url"
 
+  # PostgreSQL's CPU only where it serves this backend (on SQLite it would be someone else's).
+  local cluster=()
+  [[ $backend == postgres && -n $postmaster ]] && cluster=(--postmaster "$postmaster")
   local scenario c script versions activity
   for scenario in $scenarios; do
     for c in $connections; do
@@ -161,7 +164,7 @@ run_backend() {
       ((count > 1)) && wrk_targets=$(IFS=,; echo "${targets[*]}")
       TOKENS_FILE=$work/tokens.txt MODE=$scenario TARGETS=$wrk_targets \
         python3 "$bench_dir/measure.py" --results "$results" --backend "$backend" --scenario "$scenario" \
-        --connections "$c" --kind wrk "${services[@]}" ${postmaster:+--postmaster "$postmaster"} \
+        --connections "$c" --kind wrk "${services[@]}" "${cluster[@]}" \
         "${versions[@]}" "${activity[@]}" --output "$work/wrk-$backend-$scenario-$c.txt" \
         -- wrk -t"$threads" -c"$c" -d"${duration}s" -s "$bench_dir/tokens.lua" "http://${targets[0]}"
       if [[ $backend == postgres ]]; then
@@ -178,7 +181,7 @@ run_backend() {
         fi
         # shellcheck disable=SC2046 # values.sh prints several -D options
         python3 "$bench_dir/measure.py" --results "$results" --backend "$backend" --scenario "pgbench-$script" \
-          --connections "$c" --kind pgbench ${postmaster:+--postmaster "$postmaster"} \
+          --connections "$c" --kind pgbench "${cluster[@]}" \
           --pgbench-log-prefix "$work/pgbench-log" \
           "${versions[@]}" "${activity[@]}" --output "$work/pgbench-$script-$c.txt" \
           -- pgbench -n -M prepared -c "$c" -j "$threads" -T "$duration" -l --log-prefix "$work/pgbench-log" \
