@@ -50,7 +50,7 @@ callgrind_control -i off "$service" >/dev/null 2>&1
 # shellcheck disable=SC2012 # our own file names
 dump=$(ls -t "$out"/callgrind.out* | sed -n 1p)
 
-total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen { gsub(",", "", $1); print $1; seen = 1 }')
 [[ -n $total ]] || { echo "callgrind.sh: no total in $dump" >&2; exit 1; }
 echo
 echo "$backend $scenario: $requests requests, $(printf "%'d" "$total") instructions in the service," \
