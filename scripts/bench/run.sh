@@ -1,82 +1,206 @@
 #!/usr/bin/env bash
-# HTTP load test on loopback: seeds users with 3 credentials each, then measures
-# `GET /users/me/broker-credentials` and a `PUT` of one credential with wrk for a fixed duration,
-# on SQLite and on PostgreSQL, and the same lookup issued straight to PostgreSQL with pgbench.
-# Prints requests/s and p50/p99 per backend. Every loop is bounded in time; only 127.0.0.1 is hit.
+# HTTP benchmark on loopback (`just bench`): what the service costs per request, beside PostgreSQL
+# doing the same database work under pgbench, in one run. docs/benchmarking.md explains the method
+# and every column.
 #
-# Usage: scripts/bench/run.sh [duration-seconds=15] [connections=64] [users=200]
+# For each backend (SQLite, then PostgreSQL in a throwaway database): start the release service,
+# seed USERS users with 3 credentials each, then for GET /users/me/broker-credentials and a PUT of
+# one credential, at each connection count, run wrk for DURATION seconds and measure the CPU time
+# of the service, of PostgreSQL and of the load generator over that window. On PostgreSQL, each
+# service measurement is followed by pgbench -M prepared running the service's own statements
+# (scripts/bench/pgbench/*.sql, checked against what the service really sends by
+# scripts/bench/capture.sh) at the same concurrency. Prints one table and the ratios.
+#
+# Settings (environment):
+#   DURATION=10          seconds per measurement
+#   CONNECTIONS="16 64"  connection counts (wrk connections = pgbench clients)
+#   USERS=1000           seeded users; every request picks one at random
+#   REPLICAS=1           service processes on PostgreSQL (2: wrk's threads split between them;
+#                        DATABASE_POOL_SIZE defaults to 16 / REPLICAS, the same connections in all)
+#   BACKENDS="sqlite postgres"
+#   SCENARIOS="get put"
+#   THREADS=2            wrk threads = pgbench threads (a multiple of REPLICAS)
+#   BENCH_PORT=18700     first port of the service(s)
+#   DATABASE_POOL_SIZE, WORKERS, ...: passed to the service as usual
+#   TEST_DATABASE_URL    where throwaway databases are created (default
+#                        postgres://postgres@127.0.0.1:5432/test)
+#   BENCH_BIN            an already built binary instead of `cargo build --release`
+# Only 127.0.0.1 is contacted; every loop and wait is bounded; anything started is stopped and
+# every database created is dropped on exit, failure or Ctrl-C.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-duration=${1:-15}
-connections=${2:-64}
-users=${3:-200}
-port=18700
-admin=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
-here=scripts/bench
+# shellcheck source=scripts/bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+duration=${DURATION:-10}
+connections=${CONNECTIONS:-16 64}
+users=${USERS:-1000}
+replicas=${REPLICAS:-1}
+backends=${BACKENDS:-sqlite postgres}
+scenarios=${SCENARIOS:-get put}
+threads=${THREADS:-2}
+base_port=${BENCH_PORT:-18700}
+
 work=$(mktemp -d)
-trap 'kill ${server:-0} 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'bench_cleanup; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+results=$work/results.jsonl
+notes=$work/notes.txt
+: >"$results"
+: >"$notes"
+note() { echo "$*" | tee -a "$notes"; }
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release -q -p user-service
-bin=target/release/user-service
+for tool in wrk pgbench psql curl python3; do
+  if ! command -v "$tool" >/dev/null; then
+    if [[ $tool == wrk ]]; then
+      apt-get install -y -qq wrk >/dev/null
+    else
+      echo "run.sh: $tool is needed" >&2
+      exit 2
+    fi
+  fi
+done
+if ((threads % replicas != 0)); then
+  echo "run.sh: THREADS ($threads) must be a multiple of REPLICAS ($replicas)" >&2
+  exit 2
+fi
+for c in $connections; do
+  ((c >= threads)) || { echo "run.sh: $c connections < $threads threads" >&2; exit 2; }
+done
 
-export BROKER_CREDENTIALS_ENCRYPTION_KEY=$($bin keys generate)
-export JWT_SECRET=bench-secret-bench-secret-bench-secret
-export APP_ENV=production RUN_MIGRATIONS=1 HOST=127.0.0.1 PORT=$port RUST_LOG=warn
-export DATABASE_POOL_SIZE=${DATABASE_POOL_SIZE:-16}
+bench_build
+if ((replicas > 1)) && [[ -z ${DATABASE_POOL_SIZE:-} ]]; then
+  # The same 16 database connections in all as one process has, split between the replicas.
+  DATABASE_POOL_SIZE=$(((16 + replicas - 1) / replicas))
+fi
+bench_service_env
+postmaster=$(bench_postmaster)
+pg_version=$(psql -qAtX "$bench_admin_url" -c "SHOW server_version" 2>/dev/null || echo "unreachable")
 
-seed() {
-  : > "$work/tokens.txt"
-  for i in $(seq 1 "$users"); do
-    token=$($bin users create --email "bench$i@example.com" --print-token | tail -n 1)
-    echo "$token" >> "$work/tokens.txt"
+echo "user-service HTTP benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "  build $(git -C "$bench_root" rev-parse --short HEAD 2>/dev/null || echo '?'), PostgreSQL $pg_version" \
+  "(postmaster ${postmaster:-not on this machine: no PostgreSQL CPU}), wrk/pgbench threads $threads"
+echo "  ${duration}s per measurement, connections: $connections, $users users x 3 credentials," \
+  "pool $DATABASE_POOL_SIZE, workers ${WORKERS:-= cores}, replicas $replicas (PostgreSQL only)"
+
+# Before the PostgreSQL measurements: do the pgbench scripts still send what the service sends?
+statements_checked=0
+check_statements() {
+  echo "checking that the pgbench scripts are the service's statements (scripts/bench/capture.sh)..."
+  local status=0
+  BENCH_BIN=$bench_bin CAPTURE_PORT=$((base_port + 90)) bash "$bench_dir/capture.sh" "$work/capture" \
+    >"$work/capture.log" 2>&1 || status=$?
+  case $status in
+    0) note "Statements: the service's GET = pgbench/list.sql and PUT = pgbench/write.sql (captured this run)." ;;
+    3)
+      note "WARNING: the pgbench scripts no longer send what the service sends: the service/pgbench ratios below"
+      note "compare different database work. Update scripts/bench/pgbench/*.sql (capture.sh shows both):"
+      grep -A100 -m1 '^DIFFER' "$work/capture.log" | sed 's/^/    /' | cut -c1-220 | tee -a "$notes" >/dev/null
+      ;;
+    *)
+      note "WARNING: could not check the pgbench scripts against the service's statements (capture.sh exit $status):"
+      tail -n 5 "$work/capture.log" | sed 's/^/    /' | tee -a "$notes" >/dev/null
+      ;;
+  esac
+  statements_checked=1
+}
+
+# pg_prepare URL: the same starting point for every PostgreSQL measurement (no autovacuum or
+# checkpoint debt carried over from the previous one).
+pg_prepare() {
+  psql -qX "$1" -c "VACUUM ANALYZE user_broker_credentials" -c "VACUUM ANALYZE credential_audit_events" -c "CHECKPOINT" >/dev/null
+}
+
+# pg_slots N: whether PostgreSQL can take N more connections now.
+pg_slots() {
+  local free
+  free=$(psql -qAtX "$bench_admin_url" -c "SELECT current_setting('max_connections')::int
+    - current_setting('superuser_reserved_connections')::int - count(*) FROM pg_stat_activity
+    WHERE backend_type = 'client backend'")
+  ((free >= $1))
+}
+
+run_backend() {
+  local backend=$1 db url count=1 ports=() pids=() targets=() services=() i
+  if [[ $backend == postgres ]]; then
+    ((statements_checked)) || check_statements
+    db=us_bench_$$
+    bench_create_database "$db"
+    url=$bench_url
+    count=$replicas
+  else
+    url=sqlite://$work/bench.db
+    db=$work/bench.db
+  fi
+  export DATABASE_URL=$url
+  for ((i = 0; i < count; i++)); do
+    ports+=($((base_port + i)))
+    bench_start "${ports[i]}" "$work/server-$backend-$i.log"
+    pids+=("$bench_started")
+    targets+=("127.0.0.1:${ports[i]}")
+    services+=(--service "process$((i + 1))=$bench_started")
   done
-  # 3 credentials per user, through the API (so they are really encrypted and bound).
-  while read -r token; do
-    curl -sf -o /dev/null -X PUT "http://127.0.0.1:$port/users/me/broker-credentials" \
-      -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-      -d '{"credentials":[{"broker":"binance","api_key":"AKIAIOSFODNN7EXAMPLE","api_secret":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},{"broker":"kraken","api_key":"kraken-key-0123456789","api_secret":"a3Jha2VuLXNlY3JldA=="},{"broker":"ibkr","api_key":"IBKR-USER","api_secret":"IBKR-SECRET-0001"}]}'
-  done < "$work/tokens.txt"
-}
-
-start() {
-  $bin serve > "$work/server.log" 2>&1 &
-  server=$!
-  for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null && return 0
-    sleep 0.1
+  for ((i = 0; i < count; i++)); do
+    note "$backend: idle RSS after start, process $((i + 1)) of $count: $(bench_rss "${pids[i]}")"
   done
-  cat "$work/server.log" >&2
-  return 1
+
+  bench_seed "$backend" "$url" "http://${targets[0]}" "$users" "$work/tokens.txt"
+  local versions_db=${url#sqlite://}
+  [[ $backend == postgres ]] && pg_prepare "$url"
+
+  # PostgreSQL's CPU only where it serves this backend (on SQLite it would be someone else's).
+  local cluster=()
+  [[ $backend == postgres && -n $postmaster ]] && cluster=(--postmaster "$postmaster")
+  local scenario c script versions activity
+  for scenario in $scenarios; do
+    for c in $connections; do
+      versions=()
+      [[ $scenario == put ]] && versions=(--versions "$versions_db")
+      activity=()
+      if [[ $backend == postgres ]]; then
+        pg_prepare "$url"
+        [[ -n $postmaster ]] && activity=(--pg-activity "$url")
+      fi
+      local wrk_targets=""
+      ((count > 1)) && wrk_targets=$(IFS=,; echo "${targets[*]}")
+      TOKENS_FILE=$work/tokens.txt MODE=$scenario TARGETS=$wrk_targets \
+        python3 "$bench_dir/measure.py" --results "$results" --backend "$backend" --scenario "$scenario" \
+        --connections "$c" --kind wrk "${services[@]}" "${cluster[@]}" \
+        "${versions[@]}" "${activity[@]}" --output "$work/wrk-$backend-$scenario-$c.txt" \
+        -- wrk -t"$threads" -c"$c" -d"${duration}s" -s "$bench_dir/tokens.lua" "http://${targets[0]}"
+      if [[ $backend == postgres ]]; then
+        script="list"
+        versions=()
+        if [[ $scenario == put ]]; then
+          script="write"
+          versions=(--versions "$url")
+        fi
+        pg_prepare "$url"
+        if ! pg_slots "$c"; then
+          note "SKIPPED pgbench $script.sql at $c clients: PostgreSQL has fewer free connections (max_connections)"
+          continue
+        fi
+        # shellcheck disable=SC2046 # values.sh prints several -D options
+        python3 "$bench_dir/measure.py" --results "$results" --backend "$backend" --scenario "pgbench-$script" \
+          --connections "$c" --kind pgbench "${cluster[@]}" \
+          --pgbench-log-prefix "$work/pgbench-log" \
+          "${versions[@]}" "${activity[@]}" --output "$work/pgbench-$script-$c.txt" \
+          -- pgbench -n -M prepared -c "$c" -j "$threads" -T "$duration" -l --log-prefix "$work/pgbench-log" \
+          -D minuid="$bench_minuid" -D maxuid="$bench_maxuid" $(bash "$bench_dir/pgbench/values.sh") \
+          -f "$bench_dir/pgbench/$script.sql" "$url"
+      fi
+    done
+  done
+  for ((i = 0; i < count; i++)); do
+    note "$backend: RSS right after the load, process $((i + 1)) of $count: $(bench_rss "${pids[i]}")"
+  done
+  for pid in "${pids[@]}"; do bench_stop "$pid"; done
+  if [[ $backend == postgres ]]; then
+    bench_drop_database "$db"
+  fi
 }
 
-measure() {
-  local backend=$1
-  echo "== $backend: GET /users/me/broker-credentials ($connections connections, ${duration}s)"
-  TOKENS_FILE="$work/tokens.txt" wrk -t2 -c"$connections" -d"${duration}s" -s "$here/tokens.lua" "http://127.0.0.1:$port" | grep RESULT
-  echo "== $backend: PUT one credential ($connections connections, ${duration}s)"
-  TOKENS_FILE="$work/tokens.txt" PUT_BODY=1 wrk -t2 -c"$connections" -d"${duration}s" -s "$here/tokens.lua" "http://127.0.0.1:$port" | grep RESULT
-  echo "== $backend: idle RSS after load: $(awk '/VmRSS/ {print $2 " kB"}' /proc/$server/status)"
-}
-
-# SQLite
-export DATABASE_URL="sqlite://$work/bench.db"
-start
-echo "== sqlite: idle RSS after start: $(awk '/VmRSS/ {print $2 " kB"}' /proc/$server/status)"
-seed
-measure sqlite
-kill "$server"; wait "$server" 2>/dev/null || true
-
-# PostgreSQL
-db="us_bench_$$"
-psql "$admin" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-export DATABASE_URL="${admin%/*}/$db"
-start
-echo "== postgres: idle RSS after start: $(awk '/VmRSS/ {print $2 " kB"}' /proc/$server/status)"
-seed
-measure postgres
-kill "$server"; wait "$server" 2>/dev/null || true
-echo "== postgres direct: the same lookup with pgbench ($connections clients, ${duration}s)"
-pgbench -n -c "$connections" -j 2 -T "$duration" -D users="$users" -f "$here/select.sql" "$DATABASE_URL" 2>/dev/null \
-  | grep -E "^(tps|latency average)"
-psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+for backend in $backends; do
+  echo "== $backend"
+  run_backend "$backend"
+done
+python3 "$bench_dir/report.py" "$results" "$notes"
