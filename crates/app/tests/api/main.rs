@@ -15,5 +15,6 @@ mod outage;
 mod reload;
 mod rotation;
 mod smoke;
+mod stub;
 mod support;
 mod users;
