@@ -45,9 +45,8 @@ async fn serve(settings: Settings) -> ExitCode {
     let app = match started.await {
         Ok(app) => app,
         Err(error) => {
-            let line = chain(&error);
-            log::error!("cannot start: {line}");
-            eprintln!("user-service: {line}");
+            // Once, in the log (which goes to stderr): not again as a bare line.
+            log::error!("cannot start: {}", chain(&error));
             return ExitCode::FAILURE;
         }
     };

@@ -64,7 +64,7 @@ pub async fn connect_unchecked(settings: &Settings) -> Result<Database, StartupE
         max_size: 1,
         ..pool_settings(settings)
     };
-    Ok(Database::connect(&settings.database_url, &pool).await?)
+    Ok(Database::connect(settings.database_url(), &pool).await?)
 }
 
 /// Connects a short-lived command: a small pool.
@@ -99,7 +99,7 @@ async fn connect_with(
     pool: PoolSettings,
     migrate: bool,
 ) -> Result<Database, StartupError> {
-    let database = Database::connect(&settings.database_url, &pool).await?;
+    let database = Database::connect(settings.database_url(), &pool).await?;
     if migrate {
         database.run_migrations().await?;
     } else {
@@ -207,12 +207,13 @@ impl Services {
 /// port is bound) when the key is required and misconfigured.
 pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     let secrets = config::load(&settings);
-    if let KeyStatus::Misconfigured(reason) = &secrets.keys {
+    if let KeyStatus::Misconfigured(_) = &secrets.keys {
         if settings.key_required() {
-            return Err(StartupError::Config(format!(
-                "{}: {reason} (BROKER_CREDENTIALS_KEY_REQUIRED is on)",
-                config::MISCONFIGURED
-            )));
+            // The reason is the misconfiguration line just logged.
+            return Err(StartupError::Config(
+                "the broker credentials encryption key is required (BROKER_CREDENTIALS_KEY_REQUIRED is on)"
+                    .into(),
+            ));
         }
         log::warn!("credential routes answer 503 until the encryption key is fixed");
     }

@@ -22,6 +22,28 @@ impl BrokerId {
     /// assert!(BrokerId::parse("   ").is_err());
     /// ```
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let id = Self::normalise(raw)?;
+        if !id
+            .0
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(ValidationError::Invalid {
+                field: "broker",
+                reason: "may only hold letters, digits, '-', '_' and '.'",
+            });
+        }
+        Ok(id)
+    }
+
+    /// An identifier as another writer stored it (the Python service accepted any text):
+    /// trimmed and lower-cased, never blank, no control character, but not held to the
+    /// character set of [`BrokerId::parse`], so that such a row can still be read and deleted.
+    pub fn from_stored(raw: &str) -> Result<Self, ValidationError> {
+        Self::normalise(raw)
+    }
+
+    fn normalise(raw: &str) -> Result<Self, ValidationError> {
         let normalised = raw.trim().to_lowercase();
         if normalised.is_empty() {
             return Err(ValidationError::BrokerRequired);
@@ -32,13 +54,27 @@ impl BrokerId {
                 max: BROKER_ID_MAX_CHARS,
             });
         }
-        if normalised.chars().any(crate::text::is_forbidden_char) {
+        if crate::text::has_forbidden_char(&normalised) {
             return Err(ValidationError::Invalid {
                 field: "broker",
                 reason: "must not contain control characters",
             });
         }
         Ok(Self(normalised))
+    }
+
+    /// How people call the broker: `Binance`, `Interactive Brokers`, … for the known ones, the
+    /// identifier itself otherwise.
+    pub fn display_name(&self) -> &str {
+        match self.0.as_str() {
+            "binance" => "Binance",
+            "kraken" => "Kraken",
+            "alpaca" => "Alpaca",
+            "ibkr" | "interactive-brokers" | "interactivebrokers" => "Interactive Brokers",
+            "coinbase" => "Coinbase",
+            "bitstamp" => "Bitstamp",
+            other => other,
+        }
     }
 
     /// The normalised identifier.
@@ -94,7 +130,29 @@ mod tests {
                 "{raw:?}"
             );
         }
-        assert!(BrokerId::parse("interactive-brokers (é)").is_ok());
+        assert!(BrokerId::from_stored("interactive-brokers (é)").is_ok());
+    }
+
+    #[test]
+    fn only_letters_digits_dashes_underscores_and_dots_are_accepted_from_requests() {
+        for good in ["binance", "ibkr", "my-broker_2.eu"] {
+            assert!(BrokerId::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["inter active", "a/b", "é", "x:y", "<b>"] {
+            assert!(
+                matches!(BrokerId::parse(bad), Err(ValidationError::Invalid { .. })),
+                "{bad}"
+            );
+            assert!(BrokerId::from_stored(bad).is_ok(), "{bad}");
+        }
+        assert_eq!(
+            BrokerId::parse("IBKR").unwrap().display_name(),
+            "Interactive Brokers"
+        );
+        assert_eq!(
+            BrokerId::parse("my-broker").unwrap().display_name(),
+            "my-broker"
+        );
     }
 
     #[test]
@@ -106,7 +164,7 @@ mod tests {
 
     #[test]
     fn broker_of_64_chars_is_accepted_and_65_refused() {
-        assert!(BrokerId::parse(&"é".repeat(64)).is_ok());
+        assert!(BrokerId::parse(&"e".repeat(64)).is_ok());
         assert!(matches!(
             BrokerId::parse(&"a".repeat(65)),
             Err(ValidationError::TooLong {

@@ -14,6 +14,16 @@ impl Capability {
     pub const USE_USERS: &'static str = "can.use_users";
     /// The operator capability: manage users and other accounts' credentials.
     pub const MANAGE_USERS: &'static str = "can.manage_users";
+    /// What a user must hold for the platform's order router to trade with its stored keys.
+    pub const ROUTE_ORDERS: &'static str = "can.route_orders";
+    /// Every capability this service acts on.
+    pub const KNOWN: [&'static str; 3] = [Self::USE_USERS, Self::MANAGE_USERS, Self::ROUTE_ORDERS];
+
+    /// Whether this service acts on the capability (others may still be stored, for other
+    /// services of the platform that read the same entitlements).
+    pub fn is_known(&self) -> bool {
+        Self::KNOWN.contains(&self.0.as_str())
+    }
 
     /// `can.use_users`.
     pub fn use_users() -> Self {

@@ -57,7 +57,7 @@ pub enum SecretInput {
     Keep,
     /// The field was `null`, empty or whitespace-only: remove the stored half.
     Clear,
-    /// Any other string: store it encrypted, exactly as sent (not trimmed).
+    /// Any other string: store it encrypted, without its surrounding white space.
     Set(PlainSecret),
 }
 
@@ -77,18 +77,26 @@ impl SecretInput {
         }
     }
 
+    /// Leading and trailing white space is removed: a key pasted with a space or a line break
+    /// around it would otherwise be stored as typed and fail at the broker (a change from the
+    /// original service, which stored values as sent; no broker issues keys with surrounding
+    /// white space).
     fn from_value(field: &'static str, value: SecretString) -> Result<Self, ValidationError> {
         let text = value.expose_secret();
-        if text.trim().is_empty() {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
             return Ok(Self::Clear);
         }
-        if text.chars().count() > SECRET_MAX_CHARS {
+        if trimmed.chars().count() > SECRET_MAX_CHARS {
             return Err(ValidationError::TooLong {
                 field,
                 max: SECRET_MAX_CHARS,
             });
         }
-        Ok(Self::Set(PlainSecret::from(value)))
+        if trimmed.len() == text.len() {
+            return Ok(Self::Set(PlainSecret::from(value)));
+        }
+        Ok(Self::Set(PlainSecret::new(trimmed.to_owned())))
     }
 
     /// Whether this input leaves the stored half unchanged.
@@ -121,10 +129,16 @@ mod tests {
     }
 
     #[test]
-    fn value_is_kept_as_sent_without_trimming() {
-        match SecretInput::from_field("api_key", set("  abc  ")).unwrap() {
-            SecretInput::Set(secret) => assert_eq!(secret.expose_secret(), "  abc  "),
-            other => panic!("expected Set, got {other:?}"),
+    fn surrounding_white_space_is_removed_and_inner_kept() {
+        for (sent, stored) in [
+            ("  KEY-7777  ", "KEY-7777"),
+            ("\tab c\n", "ab c"),
+            ("x", "x"),
+        ] {
+            match SecretInput::from_field("api_key", set(sent)).unwrap() {
+                SecretInput::Set(secret) => assert_eq!(secret.expose_secret(), stored),
+                other => panic!("expected Set, got {other:?}"),
+            }
         }
     }
 

@@ -62,8 +62,11 @@ impl Variables {
             (None, Some(path)) => {
                 let content =
                     Zeroizing::new(std::fs::read_to_string(path.as_str()).map_err(|e| {
+                        // The path is not a secret (the file's content is): naming it is what
+                        // lets an operator fix a wrong mount.
                         format!(
-                            "cannot read the file named by {file_variable}: {}",
+                            "cannot read {} (named by {file_variable}): {}",
+                            path.as_str(),
                             e.kind()
                         )
                     })?);

@@ -26,19 +26,46 @@ pub(super) async fn run(
 }
 
 /// Progress on stderr: a line redrawn in place on a terminal, nothing otherwise.
-fn progress_bar(verb: &'static str) -> impl FnMut(Progress) + Send {
+/// Seconds between two progress lines when stderr is not a terminal (a Kubernetes Job's log).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Progress on stderr: a line redrawn in place on a terminal; otherwise a line every
+/// [`PROGRESS_EVERY`] at most (rows done, rate, time left), so that a log shows it too.
+fn progress_bar(verb: &'static str, total: u64) -> impl FnMut(Progress) + Send {
     let terminal = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let mut last_line: Option<std::time::Instant> = None;
     move |progress: Progress| {
+        let line = progress_line(verb, progress.seen, total, started.elapsed());
+        let mut err = std::io::stderr().lock();
         if terminal {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r{verb} {} rows (last id {})",
-                progress.seen, progress.last_id
-            );
+            let _ = write!(err, "\r{line}");
             let _ = err.flush();
+        } else if last_line.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
+            last_line = Some(std::time::Instant::now());
+            let _ = writeln!(err, "{line}");
         }
     }
+}
+
+/// `looked at 1200 of 5000 rows (600 rows/s, about 7 s left)`.
+fn progress_line(verb: &str, seen: u64, total: u64, elapsed: std::time::Duration) -> String {
+    let rate = seen as f64 / elapsed.as_secs_f64().max(1e-3);
+    let left = total.saturating_sub(seen) as f64 / rate.max(1e-9);
+    format!("{verb} {seen} of {total} rows ({rate:.0} rows/s, about {left:.0} s left)")
+}
+
+/// Rows in the table, for the progress lines.
+async fn total_rows(
+    store: &dyn user_service_domain::ports::CredentialRepository,
+) -> Result<u64, CommandError> {
+    Ok(store
+        .count_by_key_id()
+        .await
+        .map_err(|e| CommandError(user_service_domain::chain(&e)))?
+        .iter()
+        .map(|(_, n)| n)
+        .sum())
 }
 
 fn key_name(key: &Option<KeyId>, primary: &KeyId) -> String {
@@ -68,7 +95,7 @@ async fn rotate(
         ring.as_ref(),
         store.as_ref(),
         after_id,
-        &mut progress_bar("looked at"),
+        &mut progress_bar("looked at", total_rows(store.as_ref()).await?),
     )
     .await?;
     end_progress_line();
@@ -98,8 +125,13 @@ async fn rotate(
 async fn verify(context: &mut Context<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
     let ring = context.secrets().ring().map_err(CommandError)?;
     let store = context.services().await?.credential_store.clone();
-    let report =
-        rotation::verify(ring.as_ref(), store.as_ref(), &mut progress_bar("verified")).await?;
+    let total = total_rows(store.as_ref()).await?;
+    let report = rotation::verify(
+        ring.as_ref(),
+        store.as_ref(),
+        &mut progress_bar("verified", total),
+    )
+    .await?;
     end_progress_line();
     let primary = ring.primary_key_id();
     let configured: Vec<String> = ring.key_ids().iter().map(ToString::to_string).collect();
@@ -133,5 +165,19 @@ fn ids(ids: &[i64]) -> String {
         format!("{} … ({} more)", shown.join(", "), ids.len() - shown.len())
     } else {
         shown.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_progress_line_says_how_far_how_fast_and_how_long() {
+        let line = progress_line("looked at", 1200, 5000, std::time::Duration::from_secs(2));
+        assert_eq!(
+            line,
+            "looked at 1200 of 5000 rows (600 rows/s, about 6 s left)"
+        );
     }
 }

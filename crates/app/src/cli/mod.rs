@@ -37,8 +37,11 @@ pub enum Command {
     Grant {
         /// User id or e-mail.
         user: String,
-        /// Capability code, e.g. can.manage_users.
+        /// Capability code: can.use_users, can.manage_users or can.route_orders.
         capability: String,
+        /// Grant a code this service does not know (for another service of the platform).
+        #[arg(long)]
+        force: bool,
     },
     /// Revoke a capability from a user (id or e-mail).
     Revoke {
@@ -192,11 +195,13 @@ pub async fn run(
             Ok(())
         }
         Command::Keys { command } => keys::run(&mut context, command, out).await,
-        Command::Grant { user, capability } => {
-            users::set_capability(&mut context, &user, &capability, true, out).await
-        }
+        Command::Grant {
+            user,
+            capability,
+            force,
+        } => users::set_capability(&mut context, &user, &capability, true, force, out).await,
         Command::Revoke { user, capability } => {
-            users::set_capability(&mut context, &user, &capability, false, out).await
+            users::set_capability(&mut context, &user, &capability, false, true, out).await
         }
         Command::Users { command } => users::run(&mut context, command, out).await,
         Command::Smoke {

@@ -76,10 +76,17 @@ pub(super) async fn set_capability(
     user: &str,
     capability: &str,
     granted: bool,
+    force: bool,
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
     let capability = Capability::parse(capability)
         .ok_or_else(|| CommandError(format!("invalid capability code: {capability:?}")))?;
+    if !capability.is_known() && !force {
+        return Err(CommandError(format!(
+            "unknown capability {capability} (this service knows {}); pass --force to grant it for another service",
+            Capability::KNOWN.join(", ")
+        )));
+    }
     let id = find(context, user).await?;
     let users = &context.services().await?.users;
     let change = users.set_capability(id, &capability, granted).await?;

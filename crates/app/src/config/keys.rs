@@ -123,7 +123,7 @@ fn read_key_ring(settings: &Settings, source: &dyn SecretSource) -> Result<KeyRi
         Some(value) if !value.expose_secret().trim().is_empty() => value,
         Some(_) => return Err(format!("{ENCRYPTION_KEY} is empty ({} provider)", source.provider())),
         None if settings.app_env == AppEnv::Local => {
-            development_secret(Path::new(&settings.dev_key_path), "encryption key", || {
+            development_secret(Path::new(settings.dev_key_path()), "encryption key", || {
                 KeyRing::generate_key()
             })?
         }
@@ -158,7 +158,7 @@ pub fn load_jwt_secret(
             None => Ok(secret),
         },
         _ if settings.app_env == AppEnv::Local => {
-            let path = Path::new(&settings.dev_key_path).with_file_name("dev-jwt.secret");
+            let path = Path::new(settings.dev_key_path()).with_file_name("dev-jwt.secret");
             development_secret(&path, "JWT secret", KeyRing::generate_key)
         }
         _ => Err(format!(

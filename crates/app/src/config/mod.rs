@@ -8,5 +8,5 @@ pub use keys::{
     load, load_jwt_secret, load_key_ring, reload, KeyHolder, KeyStatus, Secrets, MISCONFIGURED,
 };
 pub use settings::{
-    redact_url, AppEnv, AuthMode, EntitlementsKind, LogFormat, Settings, SettingsError,
+    AppEnv, AuthMode, Declared, EntitlementsKind, LogFormat, Settings, SettingsError, DECLARED,
 };

@@ -45,6 +45,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::head().to(serve)),
         );
     }
+    // A person who types the host name, or a trailing slash, lands on the page.
+    cfg.service(web::redirect("/", PAGE_PATH))
+        .service(web::redirect("/account/", PAGE_PATH));
 }
 
 /// One embedded file with the security headers every part of the page carries.

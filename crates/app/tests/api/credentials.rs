@@ -45,10 +45,13 @@ on_both_backends! {
         let answer = put(&server, &token, json!([{"broker": "binance", "api_secret": "   "}]));
         assert_eq!(answer.body["credentials"], json!([]));
 
-        // Entry with neither field is skipped; value stored as sent (not trimmed).
-        let answer = put(&server, &token, json!([{"broker": "kraken"}, {"broker": "alpaca", "api_key": "  spaced  "}]));
+        // Entry with neither field is skipped; a pasted value loses its surrounding white space.
+        let answer = put(&server, &token, json!([{"broker": "kraken"}, {"broker": "alpaca", "api_key": "  KEY-7777  "}]));
         assert_eq!(answer.body["credentials"].as_array().unwrap().len(), 1);
-        assert_eq!(answer.body["credentials"][0]["api_key_masked"], "••••••ed  ");
+        assert_eq!(answer.body["credentials"][0]["api_key_masked"], "••••7777");
+        // A broker id outside letters, digits, '-', '_' and '.' is refused.
+        let answer = put(&server, &token, json!([{"broker": "my broker", "api_key": "k"}]));
+        assert_eq!(answer.status, 422, "{}", answer.text);
     }
 
     fn listing_is_ordered_by_broker_and_aliases_agree(backend: Backend) {

@@ -69,10 +69,7 @@ impl Stub {
                 }
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
-                let (status, text) = answer(&Seen {
-                    target,
-                    headers,
-                });
+                let (status, text) = answer(&Seen { target, headers });
                 let mut stream = stream;
                 let _ = write!(
                     stream,

@@ -40,7 +40,7 @@ struct CredentialRow {
 
 impl CredentialRow {
     fn into_domain(self) -> Result<StoredCredential, Failure> {
-        let broker = BrokerId::parse(&self.broker).map_err(|_| {
+        let broker = BrokerId::from_stored(&self.broker).map_err(|_| {
             Failure::corrupt(
                 "read broker credentials",
                 format!(
