@@ -24,6 +24,8 @@ bench_service_env() {
   JWT_SECRET=$(head -c 32 /dev/urandom | base64 | tr -d '/+=\n')
   export BROKER_CREDENTIALS_ENCRYPTION_KEY JWT_SECRET
   export APP_ENV=production RUN_MIGRATIONS=1 HOST=127.0.0.1 RUST_LOG=${RUST_LOG:-warn}
+  # The service speaks to PostgreSQL without TLS; so does pgbench (libpq would prefer TLS).
+  export PGSSLMODE=${PGSSLMODE:-disable}
   export DATABASE_POOL_SIZE=${DATABASE_POOL_SIZE:-16}
 }
 

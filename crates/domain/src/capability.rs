@@ -61,7 +61,8 @@ impl fmt::Display for Capability {
 
 /// The capabilities a user holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Capabilities(BTreeSet<Capability>);
+// Shared: a cached set is handed to every request without copying it.
+pub struct Capabilities(std::sync::Arc<BTreeSet<Capability>>);
 
 impl Capabilities {
     /// No capability.
@@ -76,12 +77,12 @@ impl Capabilities {
 
     /// Adds a capability.
     pub fn insert(&mut self, capability: Capability) {
-        self.0.insert(capability);
+        std::sync::Arc::make_mut(&mut self.0).insert(capability);
     }
 
     /// Removes a capability.
     pub fn remove(&mut self, capability: &Capability) {
-        self.0.remove(capability);
+        std::sync::Arc::make_mut(&mut self.0).remove(capability);
     }
 
     /// The held capabilities, sorted.
@@ -92,7 +93,7 @@ impl Capabilities {
 
 impl FromIterator<Capability> for Capabilities {
     fn from_iter<T: IntoIterator<Item = Capability>>(iter: T) -> Self {
-        Self(iter.into_iter().collect())
+        Self(std::sync::Arc::new(iter.into_iter().collect()))
     }
 }
 

@@ -3,7 +3,7 @@
 //! Hand-written rather than a metrics crate: a handful of counters behind one mutex is all the
 //! service needs, and it keeps the dependency graph small.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,7 +23,9 @@ struct Series {
 /// Request metrics of the process.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), Series>>,
+    /// By route pattern, then method and status: looked up with the `&str` of each request,
+    /// without building a key.
+    requests: Mutex<HashMap<String, HashMap<(String, u16), Series>>>,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -41,9 +43,19 @@ impl Metrics {
             .requests
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let series = requests
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
+        if !requests.contains_key(route) {
+            requests.insert(route.to_owned(), HashMap::new());
+        }
+        let Some(by_method) = requests.get_mut(route) else {
+            return;
+        };
+        let series = match by_method
+            .iter_mut()
+            .find(|((m, s), _)| m == method && *s == status)
+        {
+            Some((_, series)) => series,
+            None => by_method.entry((method.to_owned(), status)).or_default(),
+        };
         series.count += 1;
         series.sum += seconds;
         for (bucket, bound) in series.buckets.iter_mut().zip(BUCKETS) {
@@ -80,11 +92,20 @@ impl Metrics {
             "# HELP http_requests_total HTTP requests by method, route pattern and status.\n",
         );
         out.push_str("# TYPE http_requests_total counter\n");
-        let requests = self
+        let guard = self
             .requests
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for ((method, route, status), series) in requests.iter() {
+        // Sorted, so that the text is stable from one scrape to the next.
+        let requests: BTreeMap<(&str, &str, u16), &Series> = guard
+            .iter()
+            .flat_map(|(route, by_method)| {
+                by_method.iter().map(move |((method, status), series)| {
+                    ((route.as_str(), method.as_str(), *status), series)
+                })
+            })
+            .collect();
+        for ((route, method, status), series) in requests.iter() {
             let _ = writeln!(
                 out,
                 "http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {}",
@@ -94,8 +115,8 @@ impl Metrics {
         out.push_str("# HELP http_request_duration_seconds HTTP request latency by method and route pattern.\n");
         out.push_str("# TYPE http_request_duration_seconds histogram\n");
         let mut by_route: BTreeMap<(&str, &str), Series> = BTreeMap::new();
-        for ((method, route, _), series) in requests.iter() {
-            let merged = by_route.entry((method, route)).or_default();
+        for ((route, method, _), series) in requests.iter() {
+            let merged = by_route.entry((*method, *route)).or_default();
             merged.count += series.count;
             merged.sum += series.sum;
             for (m, s) in merged.buckets.iter_mut().zip(series.buckets) {
