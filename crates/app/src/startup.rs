@@ -13,9 +13,10 @@ use user_service_brokers::{BrokerProbeAdapter, HttpBrokerProbe, ProbeUrls};
 use user_service_crypto::Passwords;
 use user_service_domain::entitlements::{CachedEntitlements, LocalEntitlements};
 use user_service_domain::ports::{
-    AuditRepository, CredentialRepository, EntitlementsProvider, SystemClock, UserRepository,
+    AuditRepository, CredentialRepository, CutoverRepository, EntitlementsProvider, SystemClock,
+    UserRepository,
 };
-use user_service_domain::{CredentialService, SignInService, UserPorts, UserService};
+use user_service_domain::{CredentialService, CutoverGate, SignInService, UserPorts, UserService};
 use user_service_entitlements::RemoteEntitlements;
 use user_service_persistence::{Database, DatabaseError, PoolSettings};
 
@@ -127,6 +128,10 @@ pub struct Services {
     pub sign_in: SignInService,
     /// Credential rows, for readiness and key rotation.
     pub credential_store: Arc<dyn CredentialRepository>,
+    /// The stored cut-over mode.
+    pub cutover_store: Arc<dyn CutoverRepository>,
+    /// The cut-over mode that applies (the stored one, unless closed by configuration).
+    pub cutover: CutoverGate,
     /// Entitlements, cached.
     pub entitlements: Arc<CachedEntitlements>,
 }
@@ -192,9 +197,17 @@ impl Services {
             passwords: passwords.clone(),
             clock: clock.clone(),
         });
+        let cutover_store: Arc<dyn CutoverRepository> = Arc::new(database.cutover());
+        let cutover = CutoverGate::stored(
+            Arc::clone(&cutover_store),
+            settings.broker_credentials_require_binding,
+        );
         Ok(Self {
             credentials: CredentialService::new(Arc::clone(&credential_store), audit, clock)
-                .with_max_per_user(settings.max_credentials_per_user),
+                .with_max_per_user(settings.max_credentials_per_user)
+                .with_cutover(cutover.clone()),
+            cutover_store,
+            cutover,
             sign_in: SignInService::new(user_service.clone(), users, passwords),
             users: user_service,
             credential_store,

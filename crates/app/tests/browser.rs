@@ -128,7 +128,7 @@ fn prepare_undecryptable_user(server: &TestServer) {
     server.db.execute(
         "UPDATE user_broker_credentials SET api_key_encrypted = \
          'gAAAAABpKQ0zYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFkYmFk' \
-         WHERE broker = 'binance'",
+         , version = version + 1 WHERE broker = 'binance'",
     );
 }
 

@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use secrecy::ExposeSecret;
 use user_service_crypto::KeyRing;
 use user_service_domain::ports::CredentialCipher;
-use user_service_domain::{BrokerId, PlainSecret, StoredCredential, UserId};
+use user_service_domain::{BindingCheck, BrokerId, PlainSecret, StoredCredential, UserId};
 
 const SECRET_64: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYwJalrXUtnFEMI/K7MDENG/bP";
 
@@ -69,17 +69,17 @@ fn cipher(c: &mut Criterion) {
         updated_at: now,
     };
     row.binding = Some(ring.bind(&row.binding_input()));
-    assert!(ring.verify_binding(&row));
+    assert_eq!(ring.verify_binding(&row), BindingCheck::Bound);
     group.bench_function("bind row", |b| {
         b.iter(|| ring.bind(black_box(&row.binding_input())))
     });
     group.bench_function("verify row binding", |b| {
-        b.iter(|| assert!(ring.verify_binding(black_box(&row))))
+        b.iter(|| assert_eq!(ring.verify_binding(black_box(&row)), BindingCheck::Bound))
     });
     group.bench_function("bind + verify row binding", |b| {
         b.iter(|| {
             let tag = ring.bind(black_box(&row.binding_input()));
-            assert!(ring.verify_binding(black_box(&row)));
+            assert_eq!(ring.verify_binding(black_box(&row)), BindingCheck::Bound);
             tag
         })
     });

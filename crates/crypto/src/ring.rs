@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
 use user_service_domain::ports::{CredentialCipher, Opened, Sealed};
-use user_service_domain::{BindingInput, CipherError, KeyId, PlainSecret, StoredCredential};
+use user_service_domain::{
+    BindingCheck, BindingInput, CipherError, KeyId, PlainSecret, StoredCredential,
+};
 use zeroize::Zeroizing;
 
 use crate::binding;
@@ -46,11 +48,10 @@ impl RingKey {
 /// A non-empty ring of Fernet keys, primary first: encrypts with the primary key, decrypts with
 /// any, and computes and checks row binding tags (SPEC §6).
 ///
-/// `Debug` shows the key ids and the binding policy only.
+/// `Debug` shows the key ids only.
 pub struct KeyRing {
     primary: RingKey,
     older: Vec<RingKey>,
-    accept_unbound: bool,
 }
 
 impl KeyRing {
@@ -89,24 +90,7 @@ impl KeyRing {
         Ok(Self {
             primary,
             older: keys.collect(),
-            accept_unbound: true,
         })
-    }
-
-    /// The same ring, refusing rows without a binding tag: they then read as undecryptable and
-    /// `keys rotate` does not re-bind them. By default such rows are accepted, because the
-    /// Python service writes none (SPEC §6.5); once every row is bound (`keys rotate`, then
-    /// `keys verify` shows no row without a key id), refusing them closes the gap of an attacker
-    /// who can write to the table and removes a row's tag to make a swapped row pass.
-    #[must_use]
-    pub fn refusing_unbound_rows(mut self) -> Self {
-        self.accept_unbound = false;
-        self
-    }
-
-    /// Whether rows without a binding tag are accepted (see [`KeyRing::refusing_unbound_rows`]).
-    pub fn accepts_unbound_rows(&self) -> bool {
-        self.accept_unbound
     }
 
     /// A new random key, in the format of Python's `Fernet.generate_key()`: 44 characters of
@@ -157,7 +141,6 @@ impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyRing")
             .field("key_ids", &self.key_ids())
-            .field("accept_unbound", &self.accept_unbound)
             .finish()
     }
 }
@@ -208,23 +191,26 @@ impl CredentialCipher for KeyRing {
         binding::tag(&self.primary.binding_key, input)
     }
 
-    fn verify_binding(&self, row: &StoredCredential) -> bool {
+    fn verify_binding(&self, row: &StoredCredential) -> BindingCheck {
         let Some(tag) = row.binding.as_deref() else {
-            // Written by the Python service: bound on its next write (SPEC §6.5), unless the
-            // operator has declared that every row must be bound by now.
-            return self.accept_unbound;
+            return BindingCheck::Unbound;
         };
         let Some(mac) = binding::decode(tag) else {
-            return false;
+            return BindingCheck::Mismatch;
         };
         let input = row.binding_input();
-        match &row.key_id {
+        let matches = match &row.key_id {
             Some(id) => self
                 .find(id)
                 .is_some_and(|key| binding::verify(&key.binding_key, &input, &mac)),
             None => self
                 .keys()
                 .any(|key| binding::verify(&key.binding_key, &input, &mac)),
+        };
+        if matches {
+            BindingCheck::Bound
+        } else {
+            BindingCheck::Mismatch
         }
     }
 }
@@ -316,13 +302,13 @@ mod tests {
     }
 
     #[test]
-    fn debug_shows_key_ids_and_the_binding_policy_only() {
+    fn debug_shows_key_ids_only() {
         let ring: KeyRing = format!("{KEY_A},{KEY_B}").parse().unwrap();
         let printed = format!("{ring:?}");
         assert_eq!(
             printed,
             format!(
-                "KeyRing {{ key_ids: [KeyId({}), KeyId({})], accept_unbound: true }}",
+                "KeyRing {{ key_ids: [KeyId({}), KeyId({})] }}",
                 ring.key_ids()[0],
                 ring.key_ids()[1]
             )

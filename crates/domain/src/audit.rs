@@ -26,6 +26,10 @@ pub enum AuditAction {
     Rotate,
     /// An operator read another account's audit trail.
     OperatorAuditRead,
+    /// Cut-over mode was opened: unbound rows are read again (target: the whole database).
+    CutoverOpen,
+    /// Cut-over mode was closed: only bound rows are read (target: the whole database).
+    CutoverClose,
 }
 
 impl AuditAction {
@@ -39,6 +43,8 @@ impl AuditAction {
             Self::BindingFailure => "binding_failure",
             Self::Rotate => "rotate",
             Self::OperatorAuditRead => "operator_audit_read",
+            Self::CutoverOpen => "cutover_open",
+            Self::CutoverClose => "cutover_close",
         }
     }
 
@@ -52,6 +58,8 @@ impl AuditAction {
             Self::BindingFailure,
             Self::Rotate,
             Self::OperatorAuditRead,
+            Self::CutoverOpen,
+            Self::CutoverClose,
         ]
         .into_iter()
         .find(|a| a.as_str() == name)
@@ -90,6 +98,8 @@ mod tests {
             AuditAction::Write,
             AuditAction::BindingFailure,
             AuditAction::Rotate,
+            AuditAction::CutoverOpen,
+            AuditAction::CutoverClose,
         ] {
             assert_eq!(AuditAction::parse(action.as_str()), Some(action));
         }

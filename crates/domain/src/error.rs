@@ -52,6 +52,17 @@ pub enum ValidationError {
         /// The limit.
         max: usize,
     },
+    /// The request keeps a stored half that cannot be read (undecryptable, or its row fails
+    /// its binding check): carried into a newly bound row, it would become readable.
+    #[error(
+        "The stored {half} for {broker} cannot be read; send a new {half} (or null to remove it)"
+    )]
+    UnreadableStoredHalf {
+        /// Broker of the row.
+        broker: String,
+        /// `api_key` or `api_secret`.
+        half: &'static str,
+    },
 }
 
 impl ValidationError {
@@ -67,6 +78,7 @@ impl ValidationError {
             Self::BrokerRequired | Self::DuplicateBroker(_) => Some("broker"),
             Self::TooLong { field, .. } | Self::Invalid { field, .. } => Some(field),
             Self::TooManyEntries { .. } | Self::TooManyCredentials { .. } => Some("credentials"),
+            Self::UnreadableStoredHalf { half, .. } => Some(half),
         }
     }
 }

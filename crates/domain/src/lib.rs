@@ -4,6 +4,7 @@ pub mod audit;
 pub mod broker;
 pub mod capability;
 pub mod credential;
+pub mod cutover;
 pub mod entitlements;
 pub mod error;
 pub mod limits;
@@ -29,6 +30,7 @@ pub use capability::{
 pub use credential::{
     mask, BindingInput, CredentialHealth, CredentialStatus, KeyId, StoredCredential,
 };
+pub use cutover::{BindingCheck, CutoverGate, CutoverMode, CutoverState};
 pub use error::{chain, Cause, CipherError, DomainError, RepositoryError, Unique, ValidationError};
 pub use principal::{Principal, ServiceName};
 pub use secret::{PlainSecret, SecretInput};

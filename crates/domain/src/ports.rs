@@ -21,6 +21,7 @@ use crate::audit::AuditEvent;
 use crate::broker::BrokerId;
 use crate::capability::{Capabilities, Capability};
 use crate::credential::{BindingInput, KeyId, StoredCredential};
+use crate::cutover::{BindingCheck, CutoverMode, CutoverState};
 use crate::error::{CipherError, RepositoryError};
 use crate::secret::PlainSecret;
 use crate::user::{Email, NewUser, OnboardingProgress, Page, User, UserId, UserPatch};
@@ -77,9 +78,9 @@ pub trait CredentialCipher: Send + Sync {
     /// The binding tag of a row about to be written, under the primary key.
     fn bind<'a>(&self, input: &BindingInput<'a>) -> String;
     /// Whether the row's binding tag matches its content under the key its `key_id` names (any
-    /// configured key when it has none). A row without a tag (written by the Python service)
-    /// passes. Constant-time comparison.
-    fn verify_binding(&self, row: &StoredCredential) -> bool;
+    /// configured key when it has none), compared in constant time. Whether an unbound row may
+    /// be read is not the cipher's decision (see [`crate::cutover`]).
+    fn verify_binding(&self, row: &StoredCredential) -> BindingCheck;
 }
 
 /// One row write of an update, prepared by the domain: ciphertext only.
@@ -198,6 +199,32 @@ pub trait CredentialRepository: Send + Sync {
     async fn rewrite(&self, rows: &[(i64, CredentialWrite)]) -> Result<Vec<bool>, RepositoryError>;
     /// Number of rows per key id.
     async fn count_by_key_id(&self) -> Result<Vec<KeyIdCount>, RepositoryError>;
+}
+
+/// What setting the cut-over mode did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeChange {
+    /// The mode changed (and the change is audited).
+    Changed,
+    /// The database was already in that mode.
+    Unchanged,
+    /// Closing was refused, nothing changed: this many rows with a ciphertext have no tag.
+    RefusedUnbound(u64),
+}
+
+/// Storage of the cut-over mode (one value for the whole database).
+#[cfg_attr(any(test, feature = "mock"), automock)]
+#[async_trait]
+pub trait CutoverRepository: Send + Sync {
+    /// The stored mode. A database without one (the row deleted by hand) reads as closed.
+    async fn state(&self) -> Result<CutoverState, RepositoryError>;
+    /// Sets the mode; every change is recorded in the audit trail (target
+    /// [`crate::cutover::DATABASE_WIDE`]) in the same transaction, whoever makes it. Closing
+    /// checks, in that transaction and after taking the mode's lock, that no row holding a
+    /// ciphertext lacks a tag, and is refused otherwise.
+    async fn set_mode(&self, mode: CutoverMode) -> Result<ModeChange, RepositoryError>;
+    /// Rows holding a ciphertext without a binding tag.
+    async fn unbound_rows(&self) -> Result<u64, RepositoryError>;
 }
 
 /// Storage of user profiles.

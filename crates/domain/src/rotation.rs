@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::credential::{KeyId, StoredCredential};
+use crate::cutover::{BindingCheck, CutoverMode};
 use crate::error::{CipherError, DomainError};
 use crate::ports::{CredentialCipher, CredentialRepository, CredentialWrite};
 
@@ -46,18 +47,23 @@ pub struct VerifyReport {
     pub rows_per_key: BTreeMap<Option<KeyId>, u64>,
     /// Rows whose recorded key is not configured.
     pub on_unconfigured_keys: u64,
-    /// Rows that fail to decrypt or fail their binding check.
+    /// Rows without a binding tag (read only while cut-over mode is open).
+    pub unbound: u64,
+    /// Rows that fail to decrypt or fail their binding check (including unbound rows when the
+    /// database is closed).
     pub failed: Vec<i64>,
 }
 
 /// Re-encrypts every row that is not under the primary key (or has no binding) in batches of
-/// [`ROTATION_BATCH`]. Each batch is rewritten in one transaction, every row by compare-and-set
+/// [`ROTATION_BATCH`]. An unbound row is rewritten (and so bound) only when `mode` admits it:
+/// on a closed database it may be a moved ciphertext, and binding it would make it readable. Each batch is rewritten in one transaction, every row by compare-and-set
 /// on its version: a row a user changed meanwhile is left to the user's write, read again and
 /// retried alone. Idempotent (current rows are skipped) and resumable (start again from the
 /// beginning, or from `after_id`).
 pub async fn rotate(
     cipher: &dyn CredentialCipher,
     repository: &dyn CredentialRepository,
+    mode: CutoverMode,
     after_id: i64,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<RotationReport, DomainError> {
@@ -70,7 +76,7 @@ pub async fn rotate(
         let Some(last) = batch.last() else { break };
         cursor = last.id;
         seen += batch.len() as u64;
-        rotate_batch(cipher, repository, &primary, batch, &mut report).await?;
+        rotate_batch(cipher, repository, &primary, mode, batch, &mut report).await?;
         progress(Progress {
             seen,
             last_id: cursor,
@@ -80,13 +86,14 @@ pub async fn rotate(
 }
 
 fn is_current(cipher: &dyn CredentialCipher, primary: &KeyId, row: &StoredCredential) -> bool {
-    row.key_id.as_ref() == Some(primary) && row.binding.is_some() && cipher.verify_binding(row)
+    row.key_id.as_ref() == Some(primary) && cipher.verify_binding(row) == BindingCheck::Bound
 }
 
 async fn rotate_batch(
     cipher: &dyn CredentialCipher,
     repository: &dyn CredentialRepository,
     primary: &KeyId,
+    mode: CutoverMode,
     batch: Vec<StoredCredential>,
     report: &mut RotationReport,
 ) -> Result<(), DomainError> {
@@ -97,7 +104,7 @@ async fn rotate_batch(
             report.already_current += 1;
             continue;
         }
-        match reencrypt(cipher, &row)? {
+        match reencrypt(cipher, mode, &row)? {
             Some(write) => {
                 writes.push((row.id, write));
                 rows.push(row);
@@ -118,7 +125,16 @@ async fn rotate_batch(
         if applied.get(index).copied().unwrap_or(false) {
             *report.rotated_from.entry(row.key_id.clone()).or_default() += 1;
         } else {
-            rotate_row(cipher, repository, primary, row.user_id, row.id, report).await?;
+            rotate_row(
+                cipher,
+                repository,
+                primary,
+                mode,
+                row.user_id,
+                row.id,
+                report,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -129,6 +145,7 @@ async fn rotate_row(
     cipher: &dyn CredentialCipher,
     repository: &dyn CredentialRepository,
     primary: &KeyId,
+    mode: CutoverMode,
     user: crate::user::UserId,
     id: i64,
     report: &mut RotationReport,
@@ -146,7 +163,7 @@ async fn rotate_row(
             report.already_current += 1;
             return Ok(());
         }
-        let Some(write) = reencrypt(cipher, &row)? else {
+        let Some(write) = reencrypt(cipher, mode, &row)? else {
             report.failed.push(row.id);
             return Ok(());
         };
@@ -162,9 +179,10 @@ async fn rotate_row(
 /// The rewrite of `row` under the primary key; `None` when the row cannot be read.
 fn reencrypt(
     cipher: &dyn CredentialCipher,
+    mode: CutoverMode,
     row: &StoredCredential,
 ) -> Result<Option<CredentialWrite>, DomainError> {
-    if !cipher.verify_binding(row) {
+    if !mode.admits(cipher.verify_binding(row)) {
         return Ok(None);
     }
     let mut halves = [None, None];
@@ -201,10 +219,12 @@ fn reencrypt(
     }))
 }
 
-/// Decrypts every row and checks its binding; never returns a value.
+/// Decrypts every row and checks its binding as a database in `mode` reads it; never returns a
+/// value.
 pub async fn verify(
     cipher: &dyn CredentialCipher,
     repository: &dyn CredentialRepository,
+    mode: CutoverMode,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<VerifyReport, DomainError> {
     let configured = cipher.key_ids();
@@ -224,7 +244,11 @@ pub async fn verify(
             {
                 report.on_unconfigured_keys += 1;
             }
-            let readable = cipher.verify_binding(&row)
+            let check = cipher.verify_binding(&row);
+            if check == BindingCheck::Unbound {
+                report.unbound += 1;
+            }
+            let readable = mode.admits(check)
                 && [&row.api_key_encrypted, &row.api_secret_encrypted]
                     .into_iter()
                     .flatten()
@@ -279,11 +303,15 @@ mod tests {
         cipher
             .expect_bind()
             .returning(|input| format!("tag-{}-{}", input.user_id, input.version));
-        cipher.expect_verify_binding().returning(|row| {
-            row.binding
-                .as_deref()
-                .is_none_or(|tag| tag == format!("tag-{}-{}", row.user_id, row.version))
-        });
+        cipher
+            .expect_verify_binding()
+            .returning(|row| match row.binding.as_deref() {
+                None => BindingCheck::Unbound,
+                Some(tag) if tag == format!("tag-{}-{}", row.user_id, row.version) => {
+                    BindingCheck::Bound
+                }
+                Some(_) => BindingCheck::Mismatch,
+            });
         cipher
     }
 
@@ -326,9 +354,11 @@ mod tests {
             .times(1)
             .returning(|rows| Ok(vec![true; rows.len()]));
         let mut batches = 0;
-        let report = rotate(&cipher(), &repo, 0, &mut |_| batches += 1)
-            .await
-            .unwrap();
+        let report = rotate(&cipher(), &repo, CutoverMode::Open, 0, &mut |_| {
+            batches += 1
+        })
+        .await
+        .unwrap();
         assert_eq!(report.rotated(), 2);
         assert_eq!(report.rotated_from.get(&None), Some(&1));
         assert_eq!(report.already_current, 1);
@@ -346,7 +376,9 @@ mod tests {
             .withf(|rows| rows.len() == 1 && rows[0].0 == 8)
             .times(1)
             .returning(|_| Ok(vec![true]));
-        let report = rotate(&cipher(), &repo, 0, &mut |_| {}).await.unwrap();
+        let report = rotate(&cipher(), &repo, CutoverMode::Open, 0, &mut |_| {})
+            .await
+            .unwrap();
         assert_eq!(report.failed, vec![7]);
         assert_eq!(report.rotated(), 1);
     }
@@ -369,7 +401,9 @@ mod tests {
                 fresh.binding = Some("tag-1-5".into());
                 Ok(vec![fresh])
             });
-        let report = rotate(&cipher(), &repo, 0, &mut |_| {}).await.unwrap();
+        let report = rotate(&cipher(), &repo, CutoverMode::Open, 0, &mut |_| {})
+            .await
+            .unwrap();
         assert_eq!(
             report.rotated(),
             0,
@@ -394,7 +428,9 @@ mod tests {
             .withf(|rows| rows.len() == 1)
             .times(2)
             .returning(|_| Ok(vec![true]));
-        let report = rotate(&cipher(), &repo, 0, &mut |_| {}).await.unwrap();
+        let report = rotate(&cipher(), &repo, CutoverMode::Open, 0, &mut |_| {})
+            .await
+            .unwrap();
         assert_eq!(report.rotated(), 2);
         assert!(report.failed.is_empty());
     }
@@ -409,10 +445,35 @@ mod tests {
             row(3, Some("retired"), "retired"),
             tampered,
         ]);
-        let report = verify(&cipher(), &repo, &mut |_| {}).await.unwrap();
+        let report = verify(&cipher(), &repo, CutoverMode::Open, &mut |_| {})
+            .await
+            .unwrap();
         assert_eq!(report.rows_per_key.get(&Some(KeyId::new("old"))), Some(&1));
         assert_eq!(report.rows_per_key.get(&None), Some(&1));
         assert_eq!(report.on_unconfigured_keys, 1);
+        assert_eq!(report.unbound, 1);
         assert_eq!(report.failed, vec![3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_closed_database_neither_binds_nor_passes_an_unbound_row() {
+        let rows = vec![row(1, Some("old"), "old"), row(2, None, "old")];
+        let mut repo = repository(rows.clone());
+        repo.expect_rewrite()
+            .withf(|rows| rows.len() == 1 && rows[0].0 == 1)
+            .times(1)
+            .returning(|_| Ok(vec![true]));
+        let report = rotate(&cipher(), &repo, CutoverMode::Closed, 0, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(report.rotated(), 1);
+        assert_eq!(report.failed, vec![2], "an unbound row may be a moved one");
+
+        let repo = repository(rows);
+        let report = verify(&cipher(), &repo, CutoverMode::Closed, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(report.unbound, 1);
+        assert_eq!(report.failed, vec![2]);
     }
 }

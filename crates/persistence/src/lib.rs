@@ -13,6 +13,7 @@ pub use connection::{DbConnection, InPlace, PoolSettings, SqliteConn};
 pub use database::{Database, PoolStatus, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 pub use error::DatabaseError;
 pub use repositories::{
-    AuditStore, CapabilityStore, CredentialStore, OnboardingStore, PreferenceStore, UserStore,
+    AuditStore, CapabilityStore, CredentialStore, CutoverStore, OnboardingStore, PreferenceStore,
+    UserStore,
 };
 pub use url::{redact, Backend, DatabaseUrl, SqliteLocation};

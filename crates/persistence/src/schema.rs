@@ -98,6 +98,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::UtcTimestamp;
+
+    /// The cut-over mode: one row (`id` 1) for the whole database.
+    cutover_mode (id) {
+        id -> SmallInt,
+        open -> Bool,
+        changed_at -> UtcTimestamp,
+    }
+}
+
 diesel::joinable!(user_preferences -> users (user_id));
 diesel::joinable!(user_broker_credentials -> users (user_id));
 diesel::joinable!(onboarding_progress -> users (user_id));
@@ -110,4 +122,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     onboarding_progress,
     user_capabilities,
     credential_audit_events,
+    cutover_mode,
 );

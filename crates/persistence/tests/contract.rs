@@ -11,14 +11,16 @@ mod contract {
     use diesel::prelude::*;
     use secrecy::{ExposeSecret, SecretString};
     use serde_json::json;
+    use user_service_domain::cutover::DATABASE_WIDE;
     use user_service_domain::ports::{
         AuditRepository, CapabilityRepository, CredentialMutation, CredentialRepository,
-        OnboardingRepository, PreferenceRepository, SystemClock, UserRepository,
+        CutoverRepository, ModeChange, OnboardingRepository, PreferenceRepository, SystemClock,
+        UserRepository,
     };
     use user_service_domain::{
-        AuditAction, AuditEvent, Capability, CredentialService, CredentialUpdate, Email, KeyId,
-        NewUser, OnboardingProgress, Page, PlainSecret, RepositoryError, RequestContext,
-        SecretInput, Unique, UserId, UserPatch,
+        AuditAction, AuditEvent, Capability, CredentialService, CredentialUpdate, CutoverMode,
+        Email, KeyId, NewUser, OnboardingProgress, Page, PlainSecret, RepositoryError,
+        RequestContext, SecretInput, Unique, UserId, UserPatch,
     };
     use user_service_persistence::schema::{
         onboarding_progress, user_broker_credentials, user_capabilities, user_preferences, users,
@@ -909,7 +911,8 @@ mod contract {
             .is_err());
         assert_eq!(creds.rewrite(&[]).await.unwrap(), Vec::<bool>::new());
 
-        // A row without a key id, as the Python service writes them.
+        // A row without a key id, as the Python service writes them during a cut-over.
+        open_cutover(t).await;
         t.with_connection(|c| {
             diesel::insert_into(user_broker_credentials::table)
                 .values((
@@ -966,6 +969,7 @@ mod contract {
     }
 
     pub async fn a_foreign_writer_that_sets_the_tag_keeps_it(t: &TestDb) {
+        open_cutover(t).await;
         let creds = t.db.credentials();
         let user = create_user(&t.db, "ann").await;
         let row = creds
@@ -1040,6 +1044,7 @@ mod contract {
     }
 
     pub async fn a_foreign_update_of_ciphertext_unbinds_the_row(t: &TestDb) {
+        open_cutover(t).await;
         let creds = t.db.credentials();
         let user = create_user(&t.db, "ann").await;
         let row = creds
@@ -1107,6 +1112,172 @@ mod contract {
         assert_eq!(rebound.key_id, Some(KeyId::new("k1")));
     }
 
+    // --- cut-over mode ------------------------------------------------------------------------
+
+    async fn open_cutover(t: &TestDb) {
+        assert_eq!(
+            t.db.cutover().set_mode(CutoverMode::Open).await.unwrap(),
+            ModeChange::Changed
+        );
+    }
+
+    fn raw(t: &TestDb, statement: &str) -> QueryResult<usize> {
+        t.with_connection(|c| diesel::sql_query(statement).execute(c))
+    }
+
+    pub async fn a_fresh_database_is_closed_and_every_mode_change_is_audited(t: &TestDb) {
+        let cutover = t.db.cutover();
+        let state = cutover.state().await.unwrap();
+        assert_eq!(state.mode, CutoverMode::Closed);
+        assert!(state.changed_at.is_some());
+        assert_eq!(
+            cutover.set_mode(CutoverMode::Closed).await.unwrap(),
+            ModeChange::Unchanged
+        );
+        open_cutover(t).await;
+        assert_eq!(cutover.state().await.unwrap().mode, CutoverMode::Open);
+        assert_eq!(
+            cutover.set_mode(CutoverMode::Open).await.unwrap(),
+            ModeChange::Unchanged
+        );
+        assert_eq!(
+            cutover.set_mode(CutoverMode::Closed).await.unwrap(),
+            ModeChange::Changed
+        );
+        // Someone with SQL access opens it behind the service's back: audited all the same.
+        raw(t, "UPDATE cutover_mode SET open = TRUE").unwrap();
+        assert_eq!(cutover.state().await.unwrap().mode, CutoverMode::Open);
+        let (events, total) =
+            t.db.audit()
+                .list(DATABASE_WIDE, Page::default())
+                .await
+                .unwrap();
+        assert_eq!(total, 3);
+        let actions: Vec<_> = events.iter().map(|e| e.action).collect();
+        assert_eq!(
+            actions,
+            [
+                AuditAction::CutoverOpen,
+                AuditAction::CutoverClose,
+                AuditAction::CutoverOpen
+            ]
+        );
+        // Deleting the mode reads as closed; setting it again puts the row back.
+        raw(t, "DELETE FROM cutover_mode").unwrap();
+        let state = cutover.state().await.unwrap();
+        assert_eq!((state.mode, state.changed_at), (CutoverMode::Closed, None));
+        open_cutover(t).await;
+    }
+
+    pub async fn closing_is_refused_while_a_row_is_unbound(t: &TestDb) {
+        let user = create_user(&t.db, "ann").await;
+        open_cutover(t).await;
+        // What the Python service writes: a row without key id or tag.
+        raw(
+            t,
+            &format!(
+                "INSERT INTO user_broker_credentials (user_id, broker, api_key_encrypted) \
+                 VALUES ({}, 'binance', 'gAAAAApython')",
+                user.0
+            ),
+        )
+        .unwrap();
+        let cutover = t.db.cutover();
+        assert_eq!(cutover.unbound_rows().await.unwrap(), 1);
+        assert_eq!(
+            cutover.set_mode(CutoverMode::Closed).await.unwrap(),
+            ModeChange::RefusedUnbound(1)
+        );
+        assert_eq!(cutover.state().await.unwrap().mode, CutoverMode::Open);
+        let (_, audited) =
+            t.db.audit()
+                .list(DATABASE_WIDE, Page::default())
+                .await
+                .unwrap();
+        assert_eq!(
+            audited, 1,
+            "only the opening: a refused close changes nothing"
+        );
+        // Bound by a write of ours, the row no longer holds the database open.
+        let row = t.db.credentials().list(user).await.unwrap().remove(0);
+        t.db.credentials()
+            .apply(
+                user,
+                &[CredentialMutation::Write(write(
+                    "binance",
+                    Some(row.version),
+                    Some("k"),
+                    None,
+                ))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            cutover.set_mode(CutoverMode::Closed).await.unwrap(),
+            ModeChange::Changed
+        );
+    }
+
+    pub async fn a_closed_database_refuses_unbound_and_backward_writes(t: &TestDb) {
+        let creds = t.db.credentials();
+        let user = create_user(&t.db, "ann").await;
+        let row = creds
+            .apply(
+                user,
+                &[CredentialMutation::Write(write(
+                    "binance",
+                    None,
+                    Some("k"),
+                    Some("s"),
+                ))],
+            )
+            .await
+            .unwrap()
+            .remove(0);
+        let refused = [
+            // A writer that does not bind (the Python service, a manual fix).
+            format!(
+                "UPDATE user_broker_credentials SET api_key_encrypted = 'gAAAAAmoved' WHERE id = {}",
+                row.id
+            ),
+            format!(
+                "INSERT INTO user_broker_credentials (user_id, broker, api_secret_encrypted) \
+                 VALUES ({}, 'kraken', 'gAAAAAmoved')",
+                user.0
+            ),
+        ];
+        for statement in &refused {
+            let error = raw(t, statement).unwrap_err().to_string();
+            assert!(error.contains("cut-over is closed"), "{statement}: {error}");
+        }
+        // An older copy of the row put back in place (its tag valid for its old version).
+        let next = creds
+            .apply(
+                user,
+                &[CredentialMutation::Write(write(
+                    "binance",
+                    Some(1),
+                    Some("k2"),
+                    None,
+                ))],
+            )
+            .await
+            .unwrap()
+            .remove(0);
+        let replay = format!(
+            "UPDATE user_broker_credentials SET version = 1, api_key_encrypted = 'k', \
+             api_secret_encrypted = 's', binding = '{}' WHERE id = {}",
+            row.binding.as_deref().unwrap(),
+            row.id
+        );
+        let error = raw(t, &replay).unwrap_err().to_string();
+        assert!(error.contains("version may only increase"), "{error}");
+        // Refused while open too: the version rule is not the cut-over's.
+        open_cutover(t).await;
+        assert!(raw(t, &replay).is_err());
+        assert_eq!(creds.list(user).await.unwrap(), vec![next]);
+    }
+
     pub async fn concurrent_writers_never_mix_halves_nor_lose_writes(t: &TestDb) {
         const WRITERS: usize = 50;
         let user = create_user(&t.db, "ann").await;
@@ -1154,7 +1325,10 @@ mod contract {
             "every acknowledged write counted"
         );
         use user_service_domain::ports::CredentialCipher;
-        assert!(TestCipher.verify_binding(row));
+        assert_eq!(
+            TestCipher.verify_binding(row),
+            user_service_domain::BindingCheck::Bound
+        );
         let (events, total) = t.db.audit().list(user, Page::default()).await.unwrap();
         assert_eq!(total, WRITERS as u64);
         assert!(events.iter().all(|e| e.action == AuditAction::Write));
@@ -1190,6 +1364,9 @@ macro_rules! contract_tests {
             batches_rewrites_and_key_counts_serve_rotation,
             a_foreign_update_of_ciphertext_unbinds_the_row,
             a_foreign_writer_that_sets_the_tag_keeps_it,
+            a_fresh_database_is_closed_and_every_mode_change_is_audited,
+            closing_is_refused_while_a_row_is_unbound,
+            a_closed_database_refuses_unbound_and_backward_writes,
             explicit_user_id_is_kept_and_later_ids_do_not_collide,
             concurrent_writers_never_mix_halves_nor_lose_writes,
         );

@@ -11,9 +11,10 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use serde_json::{json, Value};
 use user_service_domain::ports::{
-    CredentialMutation, CredentialRepository, PreferenceRepository, UserRepository,
+    CredentialMutation, CredentialRepository, CutoverRepository, PreferenceRepository,
+    UserRepository,
 };
-use user_service_domain::{KeyId, UserId};
+use user_service_domain::{CutoverMode, KeyId, UserId};
 use user_service_persistence::Database;
 
 use support::{postgres_empty, test_settings, write, ApplyExt};
@@ -67,6 +68,12 @@ async fn python_database_is_upgraded_in_place() {
     assert!(
         db.run_migrations().await.unwrap().is_empty(),
         "nothing left to apply"
+    );
+    // The Python service's rows stay readable until an operator closes cut-over.
+    assert_eq!(
+        db.cutover().state().await.unwrap().mode,
+        CutoverMode::Open,
+        "a database upgraded from the Python schema starts in cut-over mode"
     );
 
     // No row lost, the Python service's other tables untouched.

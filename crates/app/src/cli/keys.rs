@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use secrecy::ExposeSecret;
 use user_service_crypto::KeyRing;
 use user_service_domain::rotation::{self, Progress};
-use user_service_domain::KeyId;
+use user_service_domain::{CutoverMode, KeyId};
 
 use super::{CommandError, Context, KeysCommand};
 
@@ -31,7 +31,7 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Progress on stderr: a line redrawn in place on a terminal; otherwise a line every
 /// [`PROGRESS_EVERY`] at most (rows done, rate, time left), so that a log shows it too.
-fn progress_bar(verb: &'static str, total: u64) -> impl FnMut(Progress) + Send {
+pub(super) fn progress_bar(verb: &'static str, total: u64) -> impl FnMut(Progress) + Send {
     let terminal = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
     let mut last_line: Option<std::time::Instant> = None;
@@ -56,7 +56,7 @@ fn progress_line(verb: &str, seen: u64, total: u64, elapsed: std::time::Duration
 }
 
 /// Rows in the table, for the progress lines.
-async fn total_rows(
+pub(super) async fn total_rows(
     store: &dyn user_service_domain::ports::CredentialRepository,
 ) -> Result<u64, CommandError> {
     Ok(store
@@ -76,7 +76,7 @@ fn key_name(key: &Option<KeyId>, primary: &KeyId) -> String {
     }
 }
 
-fn end_progress_line() {
+pub(super) fn end_progress_line() {
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
@@ -89,11 +89,14 @@ async fn rotate(
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
     let ring = context.secrets().ring().map_err(CommandError)?;
-    let store = context.services().await?.credential_store.clone();
+    let services = context.services().await?;
+    let store = services.credential_store.clone();
+    let mode = services.cutover.mode().await;
     let started = std::time::Instant::now();
     let report = rotation::rotate(
         ring.as_ref(),
         store.as_ref(),
+        mode,
         after_id,
         &mut progress_bar("looked at", total_rows(store.as_ref()).await?),
     )
@@ -115,8 +118,13 @@ async fn rotate(
         return Ok(());
     }
     Err(CommandError(format!(
-        "{} row(s) could not be rotated (undecryptable with the configured keys, or kept changing): ids {}",
+        "{} row(s) could not be rotated (undecryptable with the configured keys, failing their binding check{}, or kept changing): ids {}",
         report.failed.len(),
+        if mode == CutoverMode::Closed {
+            ", or unbound while cut-over is closed"
+        } else {
+            ""
+        },
         ids(&report.failed)
     )))
 }
@@ -124,11 +132,15 @@ async fn rotate(
 /// Decrypts every row; reports counts per key id and failures, never a value.
 async fn verify(context: &mut Context<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
     let ring = context.secrets().ring().map_err(CommandError)?;
-    let store = context.services().await?.credential_store.clone();
+    let services = context.services().await?;
+    let store = services.credential_store.clone();
+    let mode = services.cutover.mode().await;
+    let forced = services.cutover.forced_closed();
     let total = total_rows(store.as_ref()).await?;
     let report = rotation::verify(
         ring.as_ref(),
         store.as_ref(),
+        mode,
         &mut progress_bar("verified", total),
     )
     .await?;
@@ -148,6 +160,12 @@ async fn verify(context: &mut Context<'_>, out: &mut dyn Write) -> Result<(), Co
         "rows on keys no longer configured: {}",
         report.on_unconfigured_keys
     )?;
+    writeln!(
+        out,
+        "cut-over mode: {}",
+        super::cutover::describe(mode, forced)
+    )?;
+    writeln!(out, "rows without a binding tag: {}", report.unbound)?;
     writeln!(out, "failed rows: {}", report.failed.len())?;
     if report.failed.is_empty() {
         return Ok(());
@@ -159,7 +177,7 @@ async fn verify(context: &mut Context<'_>, out: &mut dyn Write) -> Result<(), Co
     )))
 }
 
-fn ids(ids: &[i64]) -> String {
+pub(super) fn ids(ids: &[i64]) -> String {
     let shown: Vec<String> = ids.iter().take(50).map(ToString::to_string).collect();
     if ids.len() > shown.len() {
         format!("{} … ({} more)", shown.join(", "), ids.len() - shown.len())

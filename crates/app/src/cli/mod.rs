@@ -1,6 +1,7 @@
 //! The command line: one module per command. Each command is configured by the same
 //! environment as the server and reaches the database through the same domain services.
 
+mod cutover;
 mod keys;
 pub mod smoke;
 mod users;
@@ -50,6 +51,13 @@ pub enum Command {
         /// Capability code, e.g. can.use_users.
         capability: String,
     },
+    /// Show, close or open cut-over mode: whether rows without a binding tag (written by the
+    /// Python service) are read.
+    Cutover {
+        /// What to do with cut-over mode.
+        #[command(subcommand)]
+        command: CutoverCommand,
+    },
     /// Manage users.
     Users {
         /// What to do with users.
@@ -84,6 +92,19 @@ pub enum KeysCommand {
     },
     /// Decrypt every row and report counts per key id and failures (no values).
     Verify,
+}
+
+/// Cut-over commands.
+#[derive(Debug, Subcommand)]
+pub enum CutoverCommand {
+    /// Print the mode, since when, and how many rows have no binding tag.
+    Status,
+    /// Stop reading rows without a binding tag. Verifies every row first and refuses (non-zero
+    /// exit, nothing changed) while any is unbound or fails verification.
+    Close,
+    /// Read rows without a binding tag again (audited), for a Python service that must write
+    /// again. Close it again as soon as possible.
+    Open,
 }
 
 /// User commands.
@@ -203,6 +224,7 @@ pub async fn run(
         Command::Revoke { user, capability } => {
             users::set_capability(&mut context, &user, &capability, false, true, out).await
         }
+        Command::Cutover { command } => cutover::run(&mut context, command, out).await,
         Command::Users { command } => users::run(&mut context, command, out).await,
         Command::Smoke {
             base_url,

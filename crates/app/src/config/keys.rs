@@ -134,12 +134,7 @@ fn read_key_ring(settings: &Settings, source: &dyn SecretSource) -> Result<KeyRi
             ))
         }
     };
-    let ring = KeyRing::parse(&value).map_err(|e| format!("{ENCRYPTION_KEY} is invalid: {e}"))?;
-    Ok(if settings.broker_credentials_require_binding {
-        ring.refusing_unbound_rows()
-    } else {
-        ring
-    })
+    KeyRing::parse(&value).map_err(|e| format!("{ENCRYPTION_KEY} is invalid: {e}"))
 }
 
 /// Reads the JWT secret; with `APP_ENV=local` and none configured, a development secret kept

@@ -20,12 +20,15 @@ struct Series {
     buckets: [u64; BUCKETS.len()],
 }
 
+/// The series of one route pattern, by method and status.
+type RouteSeries = HashMap<(String, u16), Series>;
+
 /// Request metrics of the process.
 #[derive(Default)]
 pub struct Metrics {
     /// By route pattern, then method and status: looked up with the `&str` of each request,
     /// without building a key.
-    requests: Mutex<HashMap<String, HashMap<(String, u16), Series>>>,
+    requests: Mutex<HashMap<String, RouteSeries>>,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
 }
 

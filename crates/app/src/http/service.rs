@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
+use user_service_domain::ports::CutoverRepository;
 
 use crate::config::KeyStatus;
 use crate::state::AppState;
@@ -33,6 +34,12 @@ pub struct Readiness {
     pub rows_on_retired_keys: u64,
     /// Whether `READY_ALLOW_RETIRED_KEY_ROWS` lets the service be ready despite such rows.
     pub retired_key_rows_allowed: bool,
+    /// Cut-over mode as this replica applies it: `open` (rows without a binding tag are read)
+    /// or `closed`; `unknown` when the database does not answer.
+    pub cutover: &'static str,
+    /// Whether `BROKER_CREDENTIALS_REQUIRE_BINDING` keeps this replica closed whatever the
+    /// database says.
+    pub cutover_forced_closed: bool,
 }
 
 /// Computes readiness: database reachable, key ring loaded, no row on a retired key.
@@ -61,6 +68,12 @@ pub async fn readiness(state: &AppState) -> Readiness {
             None => rows_per_key_id.push(("legacy".to_owned(), count)),
         }
     }
+    let forced_closed = state.settings.broker_credentials_require_binding;
+    let cutover = match state.database.cutover().state().await {
+        Ok(_) if forced_closed => "closed",
+        Ok(stored) => stored.mode.as_str(),
+        Err(_) => "unknown",
+    };
     let allowed = state.settings.ready_allow_retired_key_rows;
     let ready = database == "ok" && ring.is_ok() && (retired == 0 || allowed);
     Readiness {
@@ -72,6 +85,8 @@ pub async fn readiness(state: &AppState) -> Readiness {
         rows_per_key_id,
         rows_on_retired_keys: retired,
         retired_key_rows_allowed: allowed,
+        cutover,
+        cutover_forced_closed: forced_closed,
     }
 }
 
@@ -111,6 +126,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "broker_credentials_on_retired_keys {}",
         report.rows_on_retired_keys
     );
+    extra.push_str(
+        "# HELP cutover_open Whether rows without a binding tag are read (cut-over mode open).\n",
+    );
+    extra.push_str("# TYPE cutover_open gauge\n");
+    let _ = writeln!(extra, "cutover_open {}", u8::from(report.cutover == "open"));
     extra.push_str("# HELP encryption_key_configured Whether a valid key ring is loaded.\n");
     extra.push_str("# TYPE encryption_key_configured gauge\n");
     let _ = writeln!(

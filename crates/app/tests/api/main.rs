@@ -7,6 +7,7 @@ mod access;
 mod audit;
 mod checks;
 mod credentials;
+mod cutover;
 mod fuzz;
 mod hardening;
 mod logs;

@@ -316,8 +316,33 @@ fn python_database_is_upgraded_by_rotation_and_stays_readable_by_python() {
         3
     );
 
+    // Upgraded from the Python schema: cut-over is open, and closing it is refused while the
+    // Python rows are unbound.
+    assert_eq!(
+        server.call("GET", "/ready", None, None).body["cutover"],
+        "open"
+    );
+    let refused = server.cli_with(
+        &["cutover", "close"],
+        &[(
+            "BROKER_CREDENTIALS_ENCRYPTION_KEY",
+            &ring(&[NEW, &legacy_key]),
+        )],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("3 row(s) are unbound"));
+
     let rotated = run_ok(&server, &["keys", "rotate"], &ring(&[NEW, &legacy_key]));
     assert!(rotated.contains("rotated 3 rows"), "{rotated}");
+    let closed = run_ok(&server, &["cutover", "close"], &ring(&[NEW, &legacy_key]));
+    assert!(
+        closed.contains("cut-over closed: 3 row(s) verified"),
+        "{closed}"
+    );
+    assert_eq!(
+        server.call("GET", "/ready", None, None).body["cutover"],
+        "closed"
+    );
     assert_eq!(
         server
             .db

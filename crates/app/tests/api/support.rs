@@ -175,21 +175,54 @@ impl TestDatabase {
 
     /// Executes a statement directly on the database (to tamper with rows).
     pub fn execute(&self, sql: &str) {
-        match self.backend {
+        if let Err(error) = self.try_execute(sql) {
+            panic!("{sql}: {error}");
+        }
+    }
+
+    /// Executes a statement directly on the database; the database's refusal as text.
+    pub fn try_execute(&self, sql: &str) -> Result<usize, String> {
+        let done = match self.backend {
             Backend::Sqlite => {
                 let path = self.url.trim_start_matches("sqlite://");
                 let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
-                diesel::sql_query(sql)
-                    .execute(&mut conn)
-                    .expect("statement");
+                diesel::sql_query(sql).execute(&mut conn)
             }
             Backend::Postgres => {
                 let mut conn = PgConnection::establish(&self.url).expect("open postgres");
-                diesel::sql_query(sql)
-                    .execute(&mut conn)
-                    .expect("statement");
+                diesel::sql_query(sql).execute(&mut conn)
             }
+        };
+        done.map_err(|e| e.to_string())
+    }
+
+    /// The stored columns of one credential row: `(api_key_encrypted, api_secret_encrypted,
+    /// key_id, binding, version)`, all as text.
+    pub fn credential_row(&self, user: i64, broker: &str) -> [Option<String>; 5] {
+        use diesel::sql_types::{Nullable, Text};
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Nullable<Text>)]
+            k: Option<String>,
+            #[diesel(sql_type = Nullable<Text>)]
+            s: Option<String>,
+            #[diesel(sql_type = Nullable<Text>)]
+            key_id: Option<String>,
+            #[diesel(sql_type = Nullable<Text>)]
+            binding: Option<String>,
+            #[diesel(sql_type = Nullable<Text>)]
+            version: Option<String>,
         }
+        let query = format!(
+            "SELECT api_key_encrypted AS k, api_secret_encrypted AS s, key_id, binding, \
+             CAST(version AS TEXT) AS version FROM user_broker_credentials \
+             WHERE user_id = {user} AND broker = '{broker}'"
+        );
+        let mut rows: Vec<Row> = self.load(&query);
+        let r = rows
+            .pop()
+            .unwrap_or_else(|| panic!("no row {user}/{broker}"));
+        [r.k, r.s, r.key_id, r.binding, r.version]
     }
 }
 

@@ -1,6 +1,7 @@
 //! Row binding (SPEC §6.5): a ciphertext moved to another row no longer verifies.
 
 use user_service_domain::ports::CredentialCipher;
+use user_service_domain::BindingCheck;
 
 use crate::support::{bound_row, key_id, ring, row, KEY_A, KEY_B, KEY_C};
 
@@ -14,7 +15,7 @@ fn a_bound_row_verifies() {
     let ring = ring(KEY_A);
     let row = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
     assert!(row.binding.as_deref().unwrap().starts_with("v1."));
-    assert!(ring.verify_binding(&row));
+    assert_eq!(ring.verify_binding(&row), BindingCheck::Bound);
 }
 
 #[test]
@@ -24,7 +25,7 @@ fn binding_for_user_a_does_not_verify_for_user_b_with_the_same_ciphertext() {
     let mut b = row(2, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
     b.binding = a.binding.clone();
     b.key_id = a.key_id.clone();
-    assert!(!ring.verify_binding(&b));
+    assert_eq!(ring.verify_binding(&b), BindingCheck::Mismatch);
 }
 
 #[test]
@@ -39,12 +40,12 @@ fn swapped_ciphertext_is_rejected() {
     a.version = b.version;
     a.key_id = b.key_id.clone();
     a.binding = b.binding.clone();
-    assert!(!ring.verify_binding(&a));
+    assert_eq!(ring.verify_binding(&a), BindingCheck::Mismatch);
 
     // Copying only one half, keeping A's own binding, fails too.
     let mut a = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
     a.api_secret_encrypted = Some(TOKEN_4.to_owned());
-    assert!(!ring.verify_binding(&a));
+    assert_eq!(ring.verify_binding(&a), BindingCheck::Mismatch);
 }
 
 #[test]
@@ -53,10 +54,10 @@ fn ciphertext_moved_to_another_broker_or_version_is_rejected() {
     let original = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), None);
     let mut moved = original.clone();
     moved.broker = user_service_domain::BrokerId::parse("kraken").unwrap();
-    assert!(!ring.verify_binding(&moved));
+    assert_eq!(ring.verify_binding(&moved), BindingCheck::Mismatch);
     let mut replayed = original.clone();
     replayed.version = 4;
-    assert!(!ring.verify_binding(&replayed));
+    assert_eq!(ring.verify_binding(&replayed), BindingCheck::Mismatch);
 }
 
 #[test]
@@ -74,34 +75,27 @@ fn halves_cannot_be_swapped_or_shifted() {
         let mut changed = row(1, "binance", 1, other_key, other_secret);
         changed.binding = original.binding.clone();
         changed.key_id = original.key_id.clone();
-        assert!(
-            !ring.verify_binding(&changed),
+        assert_eq!(
+            ring.verify_binding(&changed),
+            BindingCheck::Mismatch,
             "{key:?},{secret:?} vs {other_key:?},{other_secret:?}"
         );
     }
 }
 
 #[test]
-fn rows_written_by_python_without_a_binding_pass() {
+fn a_row_without_a_tag_is_unbound_and_a_stripped_move_is_no_better() {
+    // Whether an unbound row may be read is the cut-over mode's decision, not the ring's.
     let ring = ring(KEY_A);
     let legacy = row(1, "binance", 0, Some(TOKEN_1), Some(TOKEN_2));
     assert!(legacy.binding.is_none() && legacy.key_id.is_none());
-    assert!(ring.verify_binding(&legacy));
-}
-
-#[test]
-fn a_ring_refusing_unbound_rows_rejects_a_stripped_tag_and_keeps_bound_rows() {
-    let ring = ring(KEY_A).refusing_unbound_rows();
-    assert!(!ring.accepts_unbound_rows());
-    let legacy = row(1, "binance", 0, Some(TOKEN_1), Some(TOKEN_2));
-    assert!(!ring.verify_binding(&legacy));
-    // An attacker copies B's ciphertext into A's row and strips the tag: refused.
+    assert_eq!(ring.verify_binding(&legacy), BindingCheck::Unbound);
+    // An attacker copies B's ciphertext into A's row and strips the tag: unbound as well.
     let mut swapped = row(1, "binance", 3, Some(TOKEN_3), Some(TOKEN_4));
     swapped.key_id = None;
-    assert!(!ring.verify_binding(&swapped));
+    assert_eq!(ring.verify_binding(&swapped), BindingCheck::Unbound);
     let bound = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
-    assert!(ring.verify_binding(&bound));
-    assert!(format!("{ring:?}").contains("accept_unbound: false"));
+    assert_eq!(ring.verify_binding(&bound), BindingCheck::Bound);
 }
 
 #[test]
@@ -118,9 +112,15 @@ fn row_bound_under_an_older_key_verifies_after_rotation() {
     let old = ring(KEY_A);
     let row = bound_row(&old, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
     assert_eq!(row.key_id, Some(key_id(KEY_A)));
-    assert!(ring(&format!("{KEY_B},{KEY_A}")).verify_binding(&row));
+    assert_eq!(
+        ring(&format!("{KEY_B},{KEY_A}")).verify_binding(&row),
+        BindingCheck::Bound
+    );
     // Once the old key is retired the row no longer verifies (nor decrypts).
-    assert!(!ring(&format!("{KEY_B},{KEY_C}")).verify_binding(&row));
+    assert_eq!(
+        ring(&format!("{KEY_B},{KEY_C}")).verify_binding(&row),
+        BindingCheck::Mismatch
+    );
 }
 
 #[test]
@@ -129,14 +129,17 @@ fn binding_is_checked_under_the_key_the_row_names() {
     let mut row = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), None);
     // Bound under A; claiming B fails even though B is configured.
     row.key_id = Some(key_id(KEY_B));
-    assert!(!ring.verify_binding(&row));
+    assert_eq!(ring.verify_binding(&row), BindingCheck::Mismatch);
     // A key id that is not configured fails.
     row.key_id = Some(key_id(KEY_C));
-    assert!(!ring.verify_binding(&row));
+    assert_eq!(ring.verify_binding(&row), BindingCheck::Mismatch);
     // Without a key id, any configured key may have bound it.
     row.key_id = None;
-    assert!(ring.verify_binding(&row));
-    assert!(!crate::support::ring(KEY_C).verify_binding(&row));
+    assert_eq!(ring.verify_binding(&row), BindingCheck::Bound);
+    assert_eq!(
+        crate::support::ring(KEY_C).verify_binding(&row),
+        BindingCheck::Mismatch
+    );
 }
 
 #[test]
@@ -160,6 +163,10 @@ fn malformed_or_forged_tags_fail() {
     for binding in forged {
         let mut row = good.clone();
         row.binding = Some(binding.clone());
-        assert!(!ring.verify_binding(&row), "{binding:?}");
+        assert_eq!(
+            ring.verify_binding(&row),
+            BindingCheck::Mismatch,
+            "{binding:?}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use proptest::sample::Index;
 use secrecy::ExposeSecret;
 use user_service_crypto::KeyRing;
 use user_service_domain::ports::CredentialCipher;
-use user_service_domain::{BrokerId, CipherError, PlainSecret};
+use user_service_domain::{BindingCheck, BrokerId, CipherError, PlainSecret};
 
 use crate::support::{bound_row, ring, row, KEY_A};
 
@@ -161,8 +161,8 @@ proptest! {
         }
         prop_assume!(changed != original);
         prop_assert_ne!(ring.bind(&changed.binding_input()), ring.bind(&original.binding_input()));
-        prop_assert!(!ring.verify_binding(&changed));
-        prop_assert!(ring.verify_binding(&original));
+        prop_assert_eq!(ring.verify_binding(&changed), BindingCheck::Mismatch);
+        prop_assert_eq!(ring.verify_binding(&original), BindingCheck::Bound);
     }
 
     #[test]
@@ -177,6 +177,6 @@ proptest! {
         let mut b = row(user_b, "binance", 1, Some(&token), None);
         b.binding = a.binding.clone();
         b.key_id = a.key_id.clone();
-        prop_assert!(!ring.verify_binding(&b));
+        prop_assert_eq!(ring.verify_binding(&b), BindingCheck::Mismatch);
     }
 }

@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::broker::BrokerId;
 use crate::credential::{mask, CredentialHealth, CredentialStatus, KeyId, StoredCredential};
+use crate::cutover::{BindingCheck, CutoverGate, CutoverMode, LazyMode};
 use crate::error::{CipherError, DomainError, RepositoryError, ValidationError};
 use crate::limits::MAX_WRITE_ATTEMPTS;
 use crate::ports::{
@@ -70,6 +71,7 @@ pub struct CredentialService {
     audit: Arc<dyn AuditRepository>,
     clock: Arc<dyn Clock>,
     max_per_user: usize,
+    cutover: CutoverGate,
 }
 
 impl std::fmt::Debug for CredentialService {
@@ -90,7 +92,14 @@ impl CredentialService {
             audit,
             clock,
             max_per_user: crate::limits::DEFAULT_MAX_CREDENTIALS_PER_USER,
+            cutover: CutoverGate::closed(),
         }
+    }
+
+    /// The same service deciding on unbound rows by `gate` (by default, none is read).
+    pub fn with_cutover(mut self, gate: CutoverGate) -> Self {
+        self.cutover = gate;
+        self
     }
 
     /// The same service allowing at most `max` stored credentials per user.
@@ -135,10 +144,12 @@ impl CredentialService {
         target: UserId,
         request: Vec<CredentialUpdate>,
     ) -> Result<Vec<CredentialStatus>, DomainError> {
+        let mut mode = LazyMode::new(&self.cutover);
         for _ in 0..MAX_WRITE_ATTEMPTS {
+            let known = mode.known();
             let mut refused = None;
             let mut planner = |stored: &[StoredCredential]| -> WritePlan {
-                match self.prepare(cipher, ctx, target, stored, request.clone()) {
+                match self.prepare(cipher, ctx, target, stored, request.clone(), known) {
                     Ok(plan) => plan,
                     Err(error) => {
                         refused = Some(error);
@@ -147,8 +158,14 @@ impl CredentialService {
                 }
             };
             let written = self.credentials.update(target, &mut planner).await;
-            if let Some(error) = refused {
-                return Err(error);
+            match refused {
+                Some(Refusal::Domain(error)) => return Err(error),
+                // Read outside the transaction, then planned again (at most once per call).
+                Some(Refusal::NeedCutoverMode) => {
+                    mode.set(self.cutover.mode().await);
+                    continue;
+                }
+                None => {}
             }
             match written {
                 Ok(rows) => return Ok(self.statuses(cipher, ctx, &rows).await),
@@ -216,7 +233,14 @@ impl CredentialService {
     ) -> Result<TestResult, DomainError> {
         let rows = self.credentials.list(target).await?;
         let stored = rows.iter().find(|row| row.broker == request.broker);
-        let readable = stored.is_some_and(|row| cipher.verify_binding(row));
+        let readable = match stored {
+            Some(row) => {
+                LazyMode::new(&self.cutover)
+                    .admits(cipher.verify_binding(row))
+                    .await
+            }
+            None => false,
+        };
         let open = |token: Option<&String>| -> Option<PlainSecret> {
             let token = token?;
             readable
@@ -268,8 +292,9 @@ impl CredentialService {
         target: UserId,
         stored: &[StoredCredential],
         request: Vec<CredentialUpdate>,
-    ) -> Result<WritePlan, DomainError> {
-        let plan = plan_update(stored, request)?;
+        mode: Option<CutoverMode>,
+    ) -> Result<WritePlan, Refusal> {
+        let plan = plan_update(stored, request).map_err(DomainError::from)?;
         if plan.is_empty() {
             return Ok(WritePlan::Nothing);
         }
@@ -292,12 +317,14 @@ impl CredentialService {
         // Only a request that adds rows is refused: one that replaces or removes never is, so
         // a user over a lowered limit can still tidy up.
         if created > 0 && stored.len() + created - deleted.min(stored.len()) > self.max_per_user {
-            return Err(ValidationError::TooManyCredentials {
-                max: self.max_per_user,
-            }
-            .into());
+            return Err(Refusal::Domain(
+                ValidationError::TooManyCredentials {
+                    max: self.max_per_user,
+                }
+                .into(),
+            ));
         }
-        let mutations = self.seal(cipher, target, stored, plan)?;
+        let mutations = self.seal(cipher, target, stored, plan, mode)?;
         let events = mutations
             .iter()
             .map(|mutation| self.mutation_event(ctx, target, mutation))
@@ -307,13 +334,18 @@ impl CredentialService {
 
     /// Turns a plan into row writes: encrypts new values under the primary key, re-encrypts kept
     /// halves that are under another key, and binds every written row.
+    ///
+    /// A half is kept only from a row that may be read: binding a new row over a half moved
+    /// into this one (or one no configured key opens) would make it readable, so such a
+    /// request is refused and the user sends the half again.
     fn seal(
         &self,
         cipher: &dyn CredentialCipher,
         target: UserId,
         stored: &[StoredCredential],
         plan: Vec<PlannedChange>,
-    ) -> Result<Vec<CredentialMutation>, DomainError> {
+        mode: Option<CutoverMode>,
+    ) -> Result<Vec<CredentialMutation>, Refusal> {
         let primary = cipher.primary_key_id();
         let now = self.clock.now();
         plan.into_iter()
@@ -333,21 +365,50 @@ impl CredentialService {
                 } => {
                     let current = stored.iter().find(|row| row.broker == broker);
                     let on_primary = current.and_then(|row| row.key_id.as_ref()) == Some(&primary);
-                    let half = |change: HalfChange,
+                    let trusted = match current.map(|row| cipher.verify_binding(row)) {
+                        None | Some(BindingCheck::Bound) => true,
+                        Some(BindingCheck::Mismatch) => false,
+                        Some(BindingCheck::Unbound) => match mode {
+                            Some(mode) => mode == CutoverMode::Open,
+                            None => return Err(Refusal::NeedCutoverMode),
+                        },
+                    };
+                    let half = |name: &'static str,
+                                change: HalfChange,
                                 token: Option<&String>|
-                     -> Result<Option<String>, CipherError> {
+                     -> Result<Option<String>, Refusal> {
+                        let unreadable = || {
+                            Refusal::Domain(
+                                ValidationError::UnreadableStoredHalf {
+                                    broker: broker.to_string(),
+                                    half: name,
+                                }
+                                .into(),
+                            )
+                        };
                         match change {
                             HalfChange::Keep => match token {
-                                Some(token) if !on_primary => reencrypt(cipher, token).map(Some),
+                                Some(_) if !trusted => Err(unreadable()),
+                                Some(token) if !on_primary => match cipher.decrypt(token) {
+                                    Ok(opened) => Ok(Some(cipher.encrypt(&opened.value)?.token)),
+                                    Err(CipherError::Undecryptable | CipherError::NotUtf8) => {
+                                        Err(unreadable())
+                                    }
+                                    Err(other) => Err(other.into()),
+                                },
                                 other => Ok(other.cloned()),
                             },
                             HalfChange::Clear => Ok(None),
                             HalfChange::Set(value) => Ok(Some(cipher.encrypt(&value)?.token)),
                         }
                     };
-                    let api_key_encrypted =
-                        half(api_key, current.and_then(|r| r.api_key_encrypted.as_ref()))?;
+                    let api_key_encrypted = half(
+                        "api_key",
+                        api_key,
+                        current.and_then(|r| r.api_key_encrypted.as_ref()),
+                    )?;
                     let api_secret_encrypted = half(
+                        "api_secret",
                         api_secret,
                         current.and_then(|r| r.api_secret_encrypted.as_ref()),
                     )?;
@@ -381,8 +442,10 @@ impl CredentialService {
         rows: &[StoredCredential],
     ) -> Vec<CredentialStatus> {
         let mut statuses = Vec::with_capacity(rows.len());
+        let mut mode = LazyMode::new(&self.cutover);
         for row in rows {
-            let status = status_of(cipher, row);
+            let admitted = mode.admits(cipher.verify_binding(row)).await;
+            let status = status_of(cipher, row, admitted);
             if status.status == CredentialHealth::Undecryptable {
                 warn!(
                     "broker credential row {} (key id {}) cannot be decrypted or failed its binding check",
@@ -466,25 +529,40 @@ impl CredentialService {
     }
 }
 
-fn reencrypt(cipher: &dyn CredentialCipher, token: &str) -> Result<String, CipherError> {
-    match cipher.decrypt(token) {
-        Ok(opened) => Ok(cipher.encrypt(&opened.value)?.token),
-        // A kept half that no configured key opens stays as it is: it is reported undecryptable
-        // on read, and the user can replace or clear it.
-        Err(CipherError::Undecryptable | CipherError::NotUtf8) => Ok(token.to_owned()),
-        Err(other) => Err(other),
+/// Why an update plan was not made.
+enum Refusal {
+    /// The request is refused.
+    Domain(DomainError),
+    /// A kept half comes from an unbound row: the cut-over mode decides, and it is read
+    /// outside the transaction.
+    NeedCutoverMode,
+}
+
+impl From<DomainError> for Refusal {
+    fn from(error: DomainError) -> Self {
+        Self::Domain(error)
     }
 }
 
-/// The public status of one row: decrypts each half, checks the binding, masks.
-pub fn status_of(cipher: &dyn CredentialCipher, row: &StoredCredential) -> CredentialStatus {
-    let bound = cipher.verify_binding(row);
+impl From<CipherError> for Refusal {
+    fn from(error: CipherError) -> Self {
+        Self::Domain(error.into())
+    }
+}
+
+/// The public status of one row: decrypts each half and masks. `admitted` says whether the
+/// row's binding check lets it be read (see [`crate::cutover`]).
+pub fn status_of(
+    cipher: &dyn CredentialCipher,
+    row: &StoredCredential,
+    admitted: bool,
+) -> CredentialStatus {
     let open = |token: Option<&String>| {
         token.map(|t| cipher.decrypt(t).map(|o| mask(o.value.expose_secret())))
     };
     let key = open(row.api_key_encrypted.as_ref());
     let secret = open(row.api_secret_encrypted.as_ref());
-    let readable = bound && !matches!(key, Some(Err(_))) && !matches!(secret, Some(Err(_)));
+    let readable = admitted && !matches!(key, Some(Err(_))) && !matches!(secret, Some(Err(_)));
     let masked = |half: Option<Result<String, CipherError>>| match half {
         Some(Ok(mask)) if readable => Some(mask),
         _ => None,
@@ -546,8 +624,23 @@ mod tests {
             .returning(|input| format!("bound:{}:{}", input.user_id, input.version));
         cipher
             .expect_verify_binding()
-            .returning(|row| row.binding.as_deref() != Some("forged"));
+            .returning(|row| match row.binding.as_deref() {
+                None => BindingCheck::Unbound,
+                Some("forged") => BindingCheck::Mismatch,
+                Some(_) => BindingCheck::Bound,
+            });
         cipher
+    }
+
+    fn cutover(mode: CutoverMode) -> CutoverGate {
+        let mut stored = crate::ports::MockCutoverRepository::new();
+        stored.expect_state().returning(move || {
+            Ok(crate::CutoverState {
+                mode,
+                changed_at: Some(Utc::now()),
+            })
+        });
+        CutoverGate::stored(Arc::new(stored), false)
     }
 
     fn clock() -> Arc<MockClock> {
@@ -707,6 +800,114 @@ mod tests {
 
         assert_eq!(list[0].status, CredentialHealth::Undecryptable);
         assert_eq!(list[0].api_key_masked, None);
+    }
+
+    #[tokio::test]
+    async fn an_unbound_row_is_read_only_while_cut_over_is_open() {
+        for (mode, expected) in [
+            (CutoverMode::Open, CredentialHealth::Ok),
+            (CutoverMode::Closed, CredentialHealth::Undecryptable),
+        ] {
+            let mut repo = MockCredentialRepository::new();
+            repo.expect_list().returning(|_| {
+                let mut row = readable_row("binance", "python-key", "s", 1);
+                row.binding = None;
+                row.key_id = None;
+                Ok(vec![row])
+            });
+            let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock())
+                .with_cutover(cutover(mode));
+            let list = service
+                .list(&fake_cipher(), &ctx(), UserId(1))
+                .await
+                .unwrap();
+            assert_eq!(list[0].status, expected, "{mode}");
+        }
+    }
+
+    #[tokio::test]
+    async fn by_default_no_unbound_row_is_read() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list().returning(|_| {
+            let mut row = readable_row("binance", "moved-key", "s", 1);
+            row.binding = None;
+            Ok(vec![row])
+        });
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let list = service
+            .list(&fake_cipher(), &ctx(), UserId(1))
+            .await
+            .unwrap();
+        assert_eq!(list[0].status, CredentialHealth::Undecryptable);
+    }
+
+    #[tokio::test]
+    async fn a_half_of_an_unreadable_row_is_never_carried_into_a_bound_one() {
+        let mut forged = readable_row("binance", "other-users-key", "other-users-secret", 2);
+        forged.binding = Some("forged".into());
+        let mut unbound = readable_row("kraken", "moved-key", "moved-secret", 2);
+        unbound.binding = None;
+        for (row, mode) in [
+            (forged, CutoverMode::Open),
+            (unbound.clone(), CutoverMode::Closed),
+        ] {
+            let broker = row.broker.to_string();
+            let mut repo = MockCredentialRepository::new();
+            // Planned twice for the unbound row: once to learn that the mode is needed.
+            repo.expect_update().returning(move |_, planner| {
+                let plan = planner.plan(std::slice::from_ref(&row));
+                assert_eq!(plan, WritePlan::Abort, "{plan:?}");
+                Ok(vec![])
+            });
+            let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock())
+                .with_cutover(cutover(mode));
+            let error = service
+                .update(
+                    &fake_cipher(),
+                    &ctx(),
+                    UserId(1),
+                    vec![entry(&broker, Some("my-own-key"), None)],
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(
+                error,
+                DomainError::Validation(ValidationError::UnreadableStoredHalf {
+                    broker: broker.clone(),
+                    half: "api_secret"
+                })
+            );
+        }
+
+        // While cut-over is open, the unbound (Python) row's kept half is bound by the write.
+        let mut repo = MockCredentialRepository::new();
+        let mut seen = 0;
+        repo.expect_update().times(2).returning(move |_, planner| {
+            let plan = planner.plan(std::slice::from_ref(&unbound));
+            seen += 1;
+            if seen == 1 {
+                assert_eq!(plan, WritePlan::Abort);
+            } else {
+                assert!(
+                    matches!(mutations(&plan), [CredentialMutation::Write(w)]
+                        if w.api_secret_encrypted.as_deref() == Some("enc:moved-secret")
+                        && w.binding == "bound:1:3"),
+                    "{plan:?}"
+                );
+            }
+            Ok(vec![])
+        });
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock())
+            .with_cutover(cutover(CutoverMode::Open));
+        service
+            .update(
+                &fake_cipher(),
+                &ctx(),
+                UserId(1),
+                vec![entry("kraken", Some("my-own-key"), None)],
+            )
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 mod audit;
 mod capabilities;
 mod credentials;
+mod cutover;
 mod onboarding;
 mod preferences;
 mod users;
@@ -37,6 +38,11 @@ store!(
     /// Broker credentials (`user_broker_credentials`): implements `CredentialRepository`.
     CredentialStore,
     credentials
+);
+store!(
+    /// The cut-over mode (`cutover_mode`): implements `CutoverRepository`.
+    CutoverStore,
+    cutover
 );
 store!(
     /// User profiles (`users`): implements `UserRepository`.

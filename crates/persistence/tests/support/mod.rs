@@ -14,8 +14,8 @@ use user_service_domain::ports::{
     WritePlan,
 };
 use user_service_domain::{
-    AuditEvent, BindingInput, BrokerId, CipherError, Email, KeyId, NewUser, PlainSecret,
-    RepositoryError, StoredCredential, UserId,
+    AuditEvent, BindingCheck, BindingInput, BrokerId, CipherError, Email, KeyId, NewUser,
+    PlainSecret, RepositoryError, StoredCredential, UserId,
 };
 use user_service_persistence::{CredentialStore, Database, PoolSettings};
 
@@ -354,9 +354,11 @@ impl CredentialCipher for TestCipher {
         Self::tag(input)
     }
 
-    fn verify_binding(&self, row: &StoredCredential) -> bool {
-        row.binding
-            .as_deref()
-            .is_none_or(|tag| tag == Self::tag(&row.binding_input()))
+    fn verify_binding(&self, row: &StoredCredential) -> BindingCheck {
+        match row.binding.as_deref() {
+            None => BindingCheck::Unbound,
+            Some(tag) if tag == Self::tag(&row.binding_input()) => BindingCheck::Bound,
+            Some(_) => BindingCheck::Mismatch,
+        }
     }
 }
