@@ -1,4 +1,4 @@
-//! The `/account` page in headless Chromium (SPEC §8, §11): starts real servers, runs the
+//! The `/account` page in headless Chromium (docs/account-page.md): starts real servers, runs the
 //! Node scenarios of `tests/browser/account.test.js` (playwright-core driving Debian's
 //! `/usr/bin/chromium`), then checks in the database that what the page stored is ciphertext.
 //!

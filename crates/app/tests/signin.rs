@@ -1,4 +1,4 @@
-//! Embedded sign-in (SPEC §5) and the `/account` page headers, black-box against the spawned
+//! Embedded sign-in (docs/contract.md#authentication-and-entitlements) and the `/account` page headers, black-box against the spawned
 //! binary.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]

@@ -1,4 +1,4 @@
-//! The row binding tag (SPEC §6.5): an HMAC over the fields of a row, so that a ciphertext copied
+//! The row binding tag (docs/security.md): an HMAC over the fields of a row, so that a ciphertext copied
 //! into another row (another user, broker or version) no longer verifies.
 //!
 //! Tag: `v1.` followed by the unpadded url-safe base64 of

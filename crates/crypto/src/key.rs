@@ -17,10 +17,10 @@ pub(crate) type HmacSha256 = Hmac<Sha256>;
 /// Length of a Fernet key in bytes (16 signing + 16 encryption).
 pub(crate) const KEY_LEN: usize = 32;
 
-/// Label of the key id derivation (SPEC §6.4).
+/// Label of the key id derivation (docs/contract.md#encryption).
 const KEY_ID_LABEL: &[u8] = b"user-service/key-id/v1";
 
-/// Label of the binding key derivation (SPEC §6.5).
+/// Label of the binding key derivation (docs/security.md).
 const BINDING_KEY_LABEL: &[u8] = b"user-service/binding/v1";
 
 /// Bytes of the HMAC kept in a key id (16 hex characters).
@@ -39,7 +39,7 @@ const LENIENT_URL_SAFE_NO_PAD: GeneralPurpose = GeneralPurpose::new(
 pub(crate) struct RawKey(Zeroizing<[u8; KEY_LEN]>);
 
 /// Whitespace that may surround a key. Python's decoder skips every non-base64 ASCII character;
-/// we only allow ASCII whitespace around the key (SPEC §6.1: anything else is an error). A
+/// we only allow ASCII whitespace around the key (docs/contract.md#encryption: anything else is an error). A
 /// non-ASCII character makes Python refuse the key, so Unicode whitespace is not trimmed.
 pub(crate) fn is_surrounding_space(c: char) -> bool {
     c.is_ascii_whitespace() || c == '\x0b'

@@ -46,7 +46,7 @@ impl RingKey {
 }
 
 /// A non-empty ring of Fernet keys, primary first: encrypts with the primary key, decrypts with
-/// any, and computes and checks row binding tags (SPEC §6).
+/// any, and computes and checks row binding tags (docs/contract.md#encryption).
 ///
 /// `Debug` shows the key ids only.
 pub struct KeyRing {

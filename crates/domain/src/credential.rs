@@ -9,7 +9,7 @@ use crate::broker::BrokerId;
 use crate::limits::{MASK_CHAR, MASK_CLEAR_SUFFIX};
 use crate::user::UserId;
 
-/// A short, non-secret fingerprint naming one key of the key ring (SPEC §6.4).
+/// A short, non-secret fingerprint naming one key of the key ring (docs/contract.md#encryption).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -56,7 +56,7 @@ pub struct StoredCredential {
     pub api_secret_encrypted: Option<String>,
     /// Key that encrypted the row; `None` for rows written by the Python service.
     pub key_id: Option<KeyId>,
-    /// Integrity tag binding the ciphertext to its row (SPEC §6.5); `None` for legacy rows.
+    /// Integrity tag binding the ciphertext to its row (docs/security.md); `None` for legacy rows.
     pub binding: Option<String>,
     /// Incremented on every write; the compare-and-set guard.
     pub version: i64,
@@ -105,7 +105,7 @@ pub struct BindingInput<'a> {
 pub enum CredentialHealth {
     /// Every stored half decrypted and the binding matched.
     Ok,
-    /// A half failed to decrypt or the binding did not match (SPEC §4.3).
+    /// A half failed to decrypt or the binding did not match (docs/contract.md#key-errors).
     Undecryptable,
 }
 
@@ -135,7 +135,7 @@ pub struct CredentialStatus {
     pub status: CredentialHealth,
 }
 
-/// Masks `value` as SPEC §4.1 says: every character but the last four becomes `•`; values of
+/// Masks `value` as docs/contract.md#masking says: every character but the last four becomes `•`; values of
 /// four characters or fewer become all bullets. Counts Unicode scalar values.
 ///
 /// ```

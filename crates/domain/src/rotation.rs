@@ -1,4 +1,4 @@
-//! Key rotation and verification (SPEC §6.3–§6.5): re-encrypt every credential row under the
+//! Key rotation and verification (docs/operations.md#zero-downtime-key-rotation): re-encrypt every credential row under the
 //! primary key, and prove which key every row depends on.
 
 use std::collections::BTreeMap;

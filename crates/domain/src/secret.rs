@@ -62,7 +62,7 @@ pub enum SecretInput {
 }
 
 impl SecretInput {
-    /// Applies the rules of SPEC §4.2 to a JSON field: `None` when absent, `Some(None)` when
+    /// Applies the update rules (docs/contract.md#update-rules) to a JSON field: `None` when absent, `Some(None)` when
     /// `null`, `Some(Some(s))` for a string.
     ///
     /// `field` names the field in the validation error of a value over 4096 characters.

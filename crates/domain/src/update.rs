@@ -1,4 +1,4 @@
-//! The update plan of SPEC §4.2: a pure function from (stored rows, request) to changes.
+//! The update plan of docs/contract.md#update-rules: a pure function from (stored rows, request) to changes.
 
 use std::collections::HashSet;
 

@@ -92,7 +92,7 @@ async fn python_database_is_upgraded_in_place() {
         assert_eq!(count(&mut conn, table), rows, "{table}");
     }
 
-    // Column types as SPEC §3 says.
+    // Column types as docs/contract.md#storage and docs/persistence.md say.
     let bigint = |nullable: &str| Column {
         data_type: "bigint".into(),
         is_nullable: nullable.into(),

@@ -406,7 +406,7 @@ impl Answer {
         })
     }
 
-    /// Fails when the answer holds one of `values` in clear (SPEC §4.1: never returned).
+    /// Fails when the answer holds one of `values` in clear (no route returns plaintext: docs/contract.md#broker-credentials).
     fn refuse_plaintext(&self, values: &[&SecretString]) -> Result<(), String> {
         if values
             .iter()

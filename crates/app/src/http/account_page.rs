@@ -1,4 +1,4 @@
-//! The `/account` page (SPEC §8): one HTML file, one style sheet and one script, embedded in
+//! The `/account` page (docs/account-page.md): one HTML file, one style sheet and one script, embedded in
 //! the binary at build time (no CDN, no front-end server, no build step), served with a strict
 //! Content-Security-Policy. The page talks to the JSON API of the same origin; see
 //! `docs/account-page.md`.

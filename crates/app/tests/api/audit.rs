@@ -1,4 +1,4 @@
-//! The audit trail (SPEC §6.7): every write, delete, operator read and binding failure is
+//! The audit trail (docs/contract.md#encryption, docs/operations.md#audit-trail): every write, delete, operator read and binding failure is
 //! recorded, visible to the user and to operators, paginated, and never holds a value.
 
 use serde_json::json;

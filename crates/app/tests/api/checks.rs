@@ -1,4 +1,4 @@
-//! The operating document's post-deployment checks (SPEC §1), against the real process.
+//! The operating document's post-deployment checks (docs/contract.md#post-deployment-checks), against the real process.
 
 use serde_json::json;
 

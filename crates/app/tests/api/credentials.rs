@@ -1,4 +1,4 @@
-//! The credential contract (SPEC §4.1–§4.3) end to end.
+//! The credential contract (docs/contract.md#broker-credentials) end to end.
 
 use serde_json::json;
 

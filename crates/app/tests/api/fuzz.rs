@@ -1,4 +1,4 @@
-//! Bad input never gets a 5xx (SPEC §11): every operation of the served OpenAPI document, plus
+//! Bad input never gets a 5xx (docs/contract.md#errors): every operation of the served OpenAPI document, plus
 //! the embedded sign-in routes, is called with malformed bodies, wrong types in every field,
 //! hostile path segments and query values. Every answer must be below 500, every error must be
 //! JSON with a `detail`, no error may quote what was sent, and the server must still be healthy.

@@ -1,4 +1,4 @@
-//! A database outage seen from HTTP (SPEC §11): requests fail fast with 503 and a JSON detail,
+//! A database outage seen from HTTP (docs/persistence.md#outages): requests fail fast with 503 and a JSON detail,
 //! liveness stays up, readiness says why, a failed write changes nothing, and the service
 //! recovers by itself when the database returns, without losing an acknowledged write.
 

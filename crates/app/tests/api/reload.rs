@@ -1,4 +1,4 @@
-//! `SIGHUP` reloads the key ring and the JWT secret (SPEC §6.2) without dropping requests, and
+//! `SIGHUP` reloads the key ring and the JWT secret (docs/operations.md#reloading-without-a-restart-sighup) without dropping requests, and
 //! refuses a bad new configuration; `READY_ALLOW_RETIRED_KEY_ROWS` (docs/operations.md).
 
 use std::sync::atomic::{AtomicBool, Ordering};

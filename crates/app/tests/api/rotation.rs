@@ -1,4 +1,4 @@
-//! Key rotation without downtime (SPEC §6.3): rotate while users write, staged roll-out across
+//! Key rotation without downtime (docs/operations.md#zero-downtime-key-rotation): rotate while users write, staged roll-out across
 //! two processes, a rotation killed half-way, and the Python service's database.
 
 use std::collections::HashMap;
@@ -115,7 +115,7 @@ fn rotation_while_clients_write_loses_nothing() {
     let started = Instant::now();
     let rotated = run_ok(&server, &["keys", "rotate"], &ring(&[NEW, OLD]));
     assert!(rotated.contains("rotated "), "{rotated}");
-    // Keep the writers going for 10 s in all (SPEC §6.3 scenario), rotation included.
+    // Keep the writers going for 10 s in all (the runbook's scenario), rotation included.
     while started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
     }

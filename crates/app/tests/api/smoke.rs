@@ -1,4 +1,4 @@
-//! `user-service smoke`: the post-deployment checks (SPEC §1, §9) run against a real server.
+//! `user-service smoke`: the post-deployment checks (docs/contract.md#post-deployment-checks) run against a real server.
 
 use serde_json::json;
 

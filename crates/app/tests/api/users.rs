@@ -1,4 +1,4 @@
-//! Users, preferences and onboarding routes (SPEC §4.5).
+//! Users, preferences and onboarding routes (docs/contract.md#users-preferences-onboarding).
 
 use serde_json::json;
 use user_service_crypto::TokenCodec;

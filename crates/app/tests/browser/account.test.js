@@ -39,7 +39,7 @@ const CREDENTIALS = '**/users/me/broker-credentials';
 const KEY_NOT_CONFIGURED = 'Broker credentials encryption key is not configured';
 
 /**
- * What a card shows of `value`: the mask of SPEC §4.1 (bullets for all but the last four
+ * What a card shows of `value`: the mask of docs/contract.md#masking (bullets for all but the last four
  * characters), shortened by the page to at most eight bullets.
  */
 function mask(value) {

@@ -1,4 +1,4 @@
-//! Row binding (SPEC §6.5): a ciphertext moved to another row no longer verifies.
+//! Row binding (docs/security.md): a ciphertext moved to another row no longer verifies.
 
 use user_service_domain::ports::CredentialCipher;
 use user_service_domain::BindingCheck;

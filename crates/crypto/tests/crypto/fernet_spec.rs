@@ -106,7 +106,7 @@ fn every_invalid_vector_fails_with_the_spec_ttl_and_clock() {
     }
 }
 
-/// Stored tokens have no TTL (SPEC §6.6) and, as in Python, no clock check: the two vectors that
+/// Stored tokens have no TTL (docs/contract.md#encryption) and, as in Python, no clock check: the two vectors that
 /// are invalid only because of the time open through the ring (to the empty string, as Python's
 /// `Fernet.decrypt` without TTL also answers); every other one fails.
 #[test]

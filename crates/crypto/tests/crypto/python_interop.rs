@@ -1,4 +1,4 @@
-//! The reverse direction of SPEC §6.1: Python `cryptography` reads what the key ring writes.
+//! The reverse direction of docs/contract.md#encryption: Python `cryptography` reads what the key ring writes.
 //!
 //! Runs `tests/python/fernet_interop.py` with `python3`. When `python3` or its `cryptography`
 //! module is missing, the tests fail under `CI=true` and are skipped, loudly, elsewhere.
@@ -219,7 +219,7 @@ fn python_accepts_every_spelling_we_accept_and_reads_it_as_the_same_key() {
         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".to_owned(),
     ];
     // Python's lenient decoder skips stray characters and stops at the first complete padding;
-    // SPEC §6.1 asks for a clear error instead.
+    // docs/contract.md#encryption asks for a clear error instead.
     let refused_by_us_only = [
         format!("{key}="),
         format!("{key}garbage"),

@@ -1,4 +1,4 @@
-//! No key material or plaintext in `Debug` output or error messages (SPEC §6.6).
+//! No key material or plaintext in `Debug` output or error messages (docs/contract.md#encryption).
 
 use secrecy::ExposeSecret;
 use user_service_crypto::{KeyRing, KeyRingError};
