@@ -34,6 +34,8 @@ const TYPED: [(&str, &str); 7] = [
 const TRADER_EMAIL: &str = "alice@example.com";
 const UNDECRYPTABLE_EMAIL: &str = "carol@example.com";
 const UNDECRYPTABLE_PASSWORD: &str = "Carol-Horse-9-battery";
+const OUTAGE_EMAIL: &str = "dave@example.com";
+const OUTAGE_PASSWORD: &str = "Dave-Horse-9-battery";
 
 fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
@@ -97,6 +99,37 @@ fn fake_binance() -> String {
         }
     });
     url
+}
+
+/// A user with a Binance key and secret and a custom broker's key, for the key-outage scenario
+/// (read through a second server on the same database that has no key).
+fn prepare_outage_user(server: &TestServer) {
+    server.cli(&[
+        "users",
+        "create",
+        "--email",
+        OUTAGE_EMAIL,
+        "--password",
+        OUTAGE_PASSWORD,
+    ]);
+    let login = server.call(
+        "POST",
+        "/auth/login",
+        None,
+        Some(json!({"email": OUTAGE_EMAIL, "password": OUTAGE_PASSWORD})),
+    );
+    assert_eq!(login.status, 200, "{}", login.text);
+    let token = login.body["access_token"].as_str().unwrap();
+    let put = server.call(
+        "PUT",
+        "/users/me/broker-credentials",
+        Some(token),
+        Some(json!({"credentials": [
+            {"broker": "binance", "api_key": "dave-key-1234", "api_secret": "dave-secret-5678"},
+            {"broker": "my-exchange", "api_key": "dave-custom-key-9999"},
+        ]})),
+    );
+    assert_eq!(put.status, 200, "{}", put.text);
 }
 
 /// A user whose stored key no longer decrypts (the row was altered behind the service's back).
@@ -198,8 +231,9 @@ fn account_page_in_headless_chromium() {
         ],
     )
     .expect("SQLite is always available");
-    let no_key = TestServer::start(
-        Backend::Sqlite,
+    // The same database without a key: a key outage as traders would meet it.
+    let no_key = TestServer::start_on(
+        server.db.alias(),
         &[
             ("BROKER_CREDENTIALS_ENCRYPTION_KEY", None),
             ("BROKER_CREDENTIALS_KEY_REQUIRED", Some("0")),
@@ -209,6 +243,7 @@ fn account_page_in_headless_chromium() {
     let external = TestServer::start(Backend::Sqlite, &[("AUTH_MODE", Some("external"))]).unwrap();
     let (_, external_token) = external.user("platform-user@example.com", false);
     prepare_undecryptable_user(&server);
+    prepare_outage_user(&server);
 
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
     std::fs::create_dir_all(&screenshots).unwrap();
@@ -225,6 +260,8 @@ fn account_page_in_headless_chromium() {
             "UNDECRYPTABLE_PASSWORD".into(),
             UNDECRYPTABLE_PASSWORD.into(),
         ),
+        ("OUTAGE_EMAIL".into(), OUTAGE_EMAIL.into()),
+        ("OUTAGE_PASSWORD".into(), OUTAGE_PASSWORD.into()),
         ("SCREENSHOT_DIR".into(), screenshots.display().to_string()),
     ];
     env.extend(

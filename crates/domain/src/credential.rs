@@ -107,6 +107,9 @@ pub enum CredentialHealth {
     Ok,
     /// A half failed to decrypt or the binding did not match (docs/contract.md#key-errors).
     Undecryptable,
+    /// Stored, but the service has no encryption key right now: nothing could be decrypted or
+    /// checked (the masks are absent). Only in the body of the 503 of a key outage.
+    KeyUnavailable,
 }
 
 /// What the API shows of a credential: presence, masks and metadata, never plaintext.
@@ -131,7 +134,8 @@ pub struct CredentialStatus {
     pub last_test_status: Option<String>,
     /// When the last connection test ran.
     pub last_tested_at: Option<DateTime<Utc>>,
-    /// `ok`, or `undecryptable` when the stored value cannot be read.
+    /// `ok`; `undecryptable` when the stored value cannot be read; `key_unavailable` during a
+    /// key outage.
     pub status: CredentialHealth,
 }
 

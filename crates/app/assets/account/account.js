@@ -8,10 +8,24 @@
 (function () {
   'use strict';
 
+  // Cards always shown, then any other stored broker.
   var KNOWN_BROKERS = [
     { id: 'binance', name: 'Binance' },
     { id: 'ibkr', name: 'Interactive Brokers' }
   ];
+  // How people call the brokers the service knows (the same list as the service's).
+  var DISPLAY_NAMES = {
+    binance: 'Binance',
+    kraken: 'Kraken',
+    alpaca: 'Alpaca',
+    ibkr: 'Interactive Brokers',
+    'interactive-brokers': 'Interactive Brokers',
+    interactivebrokers: 'Interactive Brokers',
+    coinbase: 'Coinbase',
+    bitstamp: 'Bitstamp'
+  };
+  // Brokers the connection test has an adapter for: the button is offered only for them.
+  var TESTABLE_BROKERS = ['binance', 'kraken', 'alpaca'];
   var MAX_BROKER_CHARS = 64;
   var TEST_ROUTE = '/users/me/api-credentials/test';
   var CREDENTIALS_ROUTE = '/users/me/broker-credentials';
@@ -65,6 +79,9 @@
       testOk: 'Connection OK',
       testUnauthorized: 'Rejected by the broker',
       testNetwork: 'Broker unreachable',
+      testMissing: 'Key or secret missing',
+      storedUnavailable: 'Stored — unavailable',
+      keyOutageBadge: 'Unavailable',
       testedAt: '{status}, {date}',
       nothingToSave: 'Enter a new API key or secret first.',
       saved: '{broker}: saved.',
@@ -145,6 +162,9 @@
       testOk: 'Connexion réussie',
       testUnauthorized: 'Refusée par le broker',
       testNetwork: 'Broker injoignable',
+      testMissing: 'Clé ou secret manquant',
+      storedUnavailable: 'Enregistrée — indisponible',
+      keyOutageBadge: 'Indisponible',
       testedAt: '{status}, {date}',
       nothingToSave: 'Saisissez d’abord une nouvelle clé ou un nouveau secret.',
       saved: '{broker} : enregistré.',
@@ -182,6 +202,7 @@
   var credentials = []; // last list answered by the server
   var extraBrokers = []; // custom brokers added on the page, not stored yet
   var testAvailable = false;
+  var keyOutage = false; // the last list was a key outage: cards are read-only
   var embeddedSignIn = true;
   var refreshing = null;
 
@@ -221,7 +242,7 @@
   }
 
   function send(method, path, body, token) {
-    var headers = { Accept: 'application/json' };
+    var headers = { Accept: 'application/json', 'Accept-Language': lang };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (token) headers.Authorization = 'Bearer ' + token;
     return fetch(path, {
@@ -424,10 +445,18 @@
   // ---- credentials ----
   function loadCredentials() {
     return api('GET', CREDENTIALS_ROUTE).then(function (data) {
+      keyOutage = false;
+      setAddBrokerEnabled(true);
       credentials = (data && data.credentials) || [];
       renderCards();
     }).catch(function (error) {
-      credentials = [];
+      var body = (error && error.body) || {};
+      // A key outage: the service says what is stored; show it as stored but unavailable and
+      // offer no edit until the key is back (one message, not one per action).
+      keyOutage = error instanceof ApiError && error.status === 503 &&
+        body.code === 'encryption_key_not_configured' && Array.isArray(body.credentials);
+      credentials = keyOutage ? body.credentials : [];
+      setAddBrokerEnabled(!keyOutage);
       renderCards();
       report(error, 'list');
     });
@@ -441,11 +470,14 @@
     });
   }
 
+  function setAddBrokerEnabled(enabled) {
+    Array.prototype.forEach.call($('add-broker-form').querySelectorAll('input, button'), function (control) {
+      control.disabled = !enabled;
+    });
+  }
+
   function brokerName(id) {
-    for (var i = 0; i < KNOWN_BROKERS.length; i++) {
-      if (KNOWN_BROKERS[i].id === id) return KNOWN_BROKERS[i].name;
-    }
-    return id;
+    return Object.prototype.hasOwnProperty.call(DISPLAY_NAMES, id) ? DISPLAY_NAMES[id] : id;
   }
 
   function brokerIds() {
@@ -477,6 +509,7 @@
     if (status === 'ok') return t('testOk');
     if (status === 'unauthorized') return t('testUnauthorized');
     if (status === 'network_error') return t('testNetwork');
+    if (status === 'missing_credentials') return t('testMissing');
     return status;
   }
 
@@ -486,6 +519,7 @@
   // bullets so that the last four stay readable on one line.
   function maskText(has, masked) {
     if (!has) return t('notSet');
+    if (keyOutage) return t('storedUnavailable');
     if (masked === null || masked === undefined) return t('unreadable');
     var chars = Array.from(masked);
     var bullets = 0;
@@ -545,7 +579,10 @@
     var hasSecret = !!(entry && entry.has_api_secret);
     var broken = !!(entry && entry.status === 'undecryptable');
     var badge = card.querySelector('.badge');
-    if (broken) {
+    if (keyOutage && (hasKey || hasSecret)) {
+      badge.textContent = t('keyOutageBadge');
+      badge.className = 'badge badge-problem';
+    } else if (broken) {
       badge.textContent = t('problem');
       badge.className = 'badge badge-problem';
     } else if (hasKey && hasSecret) {
@@ -587,7 +624,12 @@
     card.querySelector('.clear-secret').hidden = !hasSecret;
     card.querySelector('.delete').hidden = !stored;
     card.querySelector('.secondary-actions').hidden = !stored;
-    card.querySelector('.test').hidden = !(testAvailable && stored);
+    card.querySelector('.test').hidden = !(testAvailable && stored && TESTABLE_BROKERS.indexOf(id) >= 0);
+    if (keyOutage) {
+      Array.prototype.forEach.call(card.querySelectorAll('input, button'), function (control) {
+        control.disabled = true;
+      });
+    }
 
     card.querySelector('.edit-form').addEventListener('submit', function (event) {
       event.preventDefault();
@@ -619,9 +661,6 @@
     var entry = { broker: id };
     var key = keyInput.value;
     var secret = secretInput.value;
-    // Never keep a typed secret around, whatever the outcome.
-    keyInput.value = '';
-    secretInput.value = '';
     if (key.trim() !== '') entry.api_key = key;
     if (secret.trim() !== '') entry.api_secret = secret;
     if (entry.api_key === undefined && entry.api_secret === undefined) {
@@ -629,7 +668,16 @@
       keyInput.focus();
       return;
     }
+    // What was typed stays in the form until the save succeeds (the secret in its password
+    // field), so a failed save can be retried; it is wiped once stored and on sign-out.
     put(entry).then(function () {
+      var card = $('cards').querySelector('[data-broker="' + cssEscape(id) + '"]');
+      if (card) {
+        card.querySelector('.key-input').value = '';
+        card.querySelector('.secret-input').value = '';
+      }
+      keyInput.value = '';
+      secretInput.value = '';
       say('success', t('saved', { broker: brokerName(id) }));
     }).catch(function (error) {
       report(error, 'save');
@@ -658,10 +706,10 @@
     });
   }
 
-  // The service answers its test messages in French (as the platform's original service);
-  // English readers get the equivalent for the status.
+  // The service answers its test messages in the page's language (sent as Accept-Language);
+  // the status gives a message if an older service sent none.
   function testMessage(result) {
-    if (lang === 'fr' && result.message) return result.message;
+    if (result.message) return result.message;
     if (result.status === 'ok') return t('testOkMessage');
     if (result.status === 'unauthorized') return t('testUnauthorizedMessage');
     if (result.status === 'network_error') return t('testNetworkMessage');

@@ -1,7 +1,7 @@
 //! Broker credential routes: translate HTTP to the domain's credential service and back.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use secrecy::ExposeSecret;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -95,7 +95,13 @@ async fn list_for(
     caller: Caller,
     target: UserId,
 ) -> Result<HttpResponse, ApiError> {
-    let ring = state.ring()?;
+    let Some(ring) = state.keys.ring() else {
+        let stored = state
+            .credentials
+            .list_stored(&caller.context(), target)
+            .await?;
+        return Err(ApiError::key_not_configured_with(stored));
+    };
     let credentials = state
         .credentials
         .list(ring.as_ref(), &caller.context(), target)
@@ -253,8 +259,10 @@ fn given(
 pub async fn test_own(
     state: web::Data<AppState>,
     caller: Caller,
+    http: HttpRequest,
     body: web::Json<TestBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let language = Language::of(&http);
     state
         .connection_tests
         .check(caller.user_id, &state.metrics)?;
@@ -277,9 +285,11 @@ pub async fn test_own(
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::CONTENT_LANGUAGE, language.tag()))
+        .insert_header((header::VARY, "Accept-Language"))
         .json(TestAnswer {
             status: result.outcome.status().as_str(),
-            message: message(&result.broker, result.outcome),
+            message: message(&result.broker, result.outcome, language),
             broker: result.broker.to_string(),
             tested_at: result.tested_at,
         }))
@@ -290,20 +300,113 @@ pub async fn existing_user(state: &web::Data<AppState>, id: UserId) -> Result<Us
     Ok(state.users.get(id).await?.id)
 }
 
-/// The French messages of the original service.
-fn message(broker: &BrokerId, outcome: user_service_domain::TestOutcome) -> &'static str {
+/// The language of a connection test's message: the first of French and English the client
+/// accepts (`Accept-Language`, by quality then order), French when it names neither, as the
+/// original service answered only in French.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Language {
+    French,
+    English,
+}
+
+impl Language {
+    fn of(request: &HttpRequest) -> Self {
+        request
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|value| value.to_str().ok())
+            .map_or(Self::French, Self::parse)
+    }
+
+    fn parse(header: &str) -> Self {
+        let mut best: Option<(f32, Self)> = None;
+        for range in header.split(',').take(32) {
+            let mut parts = range.split(';');
+            let tag = parts.next().unwrap_or("").trim();
+            let quality = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let primary = tag.split('-').next().unwrap_or("");
+            let language = if primary.eq_ignore_ascii_case("fr") {
+                Self::French
+            } else if primary.eq_ignore_ascii_case("en") {
+                Self::English
+            } else {
+                continue;
+            };
+            if quality > 0.0 && best.is_none_or(|(q, _)| quality > q) {
+                best = Some((quality, language));
+            }
+        }
+        best.map_or(Self::French, |(_, language)| language)
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Self::French => "fr",
+            Self::English => "en",
+        }
+    }
+}
+
+/// The message of a connection test: the original service's French strings, or their English
+/// equivalents.
+fn message(
+    broker: &BrokerId,
+    outcome: user_service_domain::TestOutcome,
+    language: Language,
+) -> &'static str {
     use user_service_domain::TestOutcome;
+    let english = language == Language::English;
     match outcome {
         TestOutcome::MissingKeys | TestOutcome::Probed(ProbeStatus::MissingCredentials) => {
-            "Clés API manquantes pour ce broker."
+            if english {
+                "The API key or secret is missing for this broker."
+            } else {
+                "Clés API manquantes pour ce broker."
+            }
         }
+        TestOutcome::Probed(ProbeStatus::Ok) if english => "Connection established.",
         TestOutcome::Probed(ProbeStatus::Ok) => "Connexion établie avec succès.",
+        TestOutcome::Probed(ProbeStatus::Unauthorized) if english => {
+            "The broker rejected the credentials provided."
+        }
         TestOutcome::Probed(ProbeStatus::Unauthorized) => {
             "Le broker a rejeté les identifiants fournis."
         }
         TestOutcome::Probed(_) if !user_service_brokers::HttpBrokerProbe::supports(broker) => {
-            "Vérification automatique indisponible pour ce broker."
+            if english {
+                "Automated checks are not available for this broker."
+            } else {
+                "Vérification automatique indisponible pour ce broker."
+            }
+        }
+        TestOutcome::Probed(_) if english => {
+            "The broker could not be reached. Check the URL or try again."
         }
         TestOutcome::Probed(_) => "Impossible de joindre le broker. Vérifiez l'URL ou réessayez.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Language;
+
+    #[test]
+    fn the_message_language_follows_accept_language_and_defaults_to_french() {
+        for (header, expected) in [
+            ("en-GB,en;q=0.9", Language::English),
+            ("fr-FR,fr;q=0.9,en;q=0.8", Language::French),
+            ("de-DE,en;q=0.5,fr;q=0.4", Language::English),
+            ("de-DE,fr;q=0.5,en;q=0.4", Language::French),
+            ("en;q=0.2,fr;q=0.9", Language::French),
+            ("en;q=0,de", Language::French),
+            ("de, es", Language::French),
+            ("", Language::French),
+            ("EN-us", Language::English),
+        ] {
+            assert_eq!(Language::parse(header), expected, "{header}");
+        }
     }
 }

@@ -9,7 +9,9 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
-use user_service_domain::{chain, AccessDenied, DomainError, Unique, ValidationError};
+use user_service_domain::{
+    chain, AccessDenied, CredentialStatus, DomainError, Unique, ValidationError,
+};
 
 /// Detail of the 503 answered when the encryption key is missing or invalid.
 pub const KEY_NOT_CONFIGURED: &str = "Broker credentials encryption key is not configured";
@@ -155,6 +157,7 @@ pub struct ApiError {
     errors: Vec<FieldError>,
     allow: Option<String>,
     retry_after: Option<u64>,
+    stored: Option<Box<[CredentialStatus]>>,
 }
 
 #[derive(Serialize)]
@@ -163,6 +166,8 @@ struct Body<'a> {
     code: ErrorCode,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
     errors: &'a [FieldError],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credentials: Option<&'a [CredentialStatus]>,
 }
 
 /// The JSON shape of every error answer (documentation of what [`ApiError`] serialises, plus
@@ -178,6 +183,10 @@ pub struct ErrorBody {
     /// Offending fields of a validation error.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Only on a credential list answered during a key outage (`encryption_key_not_configured`):
+    /// what is stored, without masks, each with `status: key_unavailable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Vec<CredentialStatus>>,
 }
 
 impl ApiError {
@@ -189,6 +198,7 @@ impl ApiError {
             errors: Vec::new(),
             allow: None,
             retry_after: None,
+            stored: None,
         }
     }
 
@@ -248,6 +258,15 @@ impl ApiError {
         Self::new(ErrorCode::EncryptionKeyNotConfigured, KEY_NOT_CONFIGURED)
     }
 
+    /// The same 503 carrying what is stored (metadata only, no mask), so that a client can show
+    /// the keys as stored but unavailable instead of absent.
+    pub fn key_not_configured_with(stored: Vec<CredentialStatus>) -> Self {
+        Self {
+            stored: Some(stored.into_boxed_slice()),
+            ..Self::key_not_configured()
+        }
+    }
+
     /// 503 with `Retry-After` for an unavailable dependency; `cause` (the whole chain, never a
     /// secret) is logged, not answered.
     pub fn unavailable(cause: &dyn std::error::Error) -> Self {
@@ -302,6 +321,7 @@ impl ResponseError for ApiError {
             detail: &self.detail,
             code: self.code,
             errors: &self.errors,
+            credentials: self.stored.as_deref(),
         })
     }
 }

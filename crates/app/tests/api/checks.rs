@@ -32,6 +32,32 @@ on_both_backends! {
         assert!(ready.body["encryption_key"].as_str().unwrap().contains("not set"));
     }
 
+    fn during_a_key_outage_stored_keys_are_listed_as_unavailable(backend: Backend) {
+        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let (_, token) = server.user("outage@example.com", false);
+        let stored = server.call("PUT", "/users/me/broker-credentials", Some(&token), Some(json!({"credentials": [
+            {"broker": "binance", "api_key": "outage-key-1234", "api_secret": "outage-secret-5678"},
+            {"broker": "my-exchange", "api_key": "custom-key-9999"},
+        ]})));
+        assert_eq!(stored.status, 200, "{}", stored.text);
+        let without_key = TestServer::start_on(server.db.alias(), &[
+            ("BROKER_CREDENTIALS_ENCRYPTION_KEY", None),
+            ("BROKER_CREDENTIALS_KEY_REQUIRED", Some("0")),
+        ]).expect("starts without a key");
+        let answer = without_key.call("GET", "/users/me/broker-credentials", Some(&token), None);
+        assert_eq!((answer.status, answer.detail()), (503, "Broker credentials encryption key is not configured"));
+        assert_eq!(answer.body["code"], "encryption_key_not_configured");
+        let entries: Vec<_> = answer.body["credentials"].as_array().expect("what is stored").iter()
+            .map(|e| (e["broker"].as_str().unwrap(), e["has_api_key"].as_bool().unwrap(), e["has_api_secret"].as_bool().unwrap(),
+                      e["api_key_masked"].is_null() && e["api_secret_masked"].is_null(), e["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(entries, vec![
+            ("binance", true, true, true, "key_unavailable"),
+            ("my-exchange", true, false, true, "key_unavailable"),
+        ]);
+        assert!(!answer.text.contains("outage-") && !answer.text.contains("gAAAAA"), "{}", answer.text);
+    }
+
     fn invalid_key_stops_the_process_before_binding_when_required(backend: Backend) {
         let Some(db) = TestDatabase::create(backend) else { return };
         let output = TestServer::start_on(db, &[("BROKER_CREDENTIALS_ENCRYPTION_KEY", Some("not-a-fernet-key"))])

@@ -222,6 +222,12 @@ on_both_backends! {
         let no_adapter = server.call("POST", "/users/me/api-credentials/test", Some(&token), Some(json!({"broker": "ibkr", "api_key": "k", "api_secret": "s"})));
         assert_eq!(no_adapter.body["status"], "network_error");
         assert_eq!(no_adapter.body["message"], "Vérification automatique indisponible pour ce broker.");
+        // The message follows Accept-Language (French when it names neither).
+        let english = server.call_with("POST", "/users/me/api-credentials/test", Some(&token), Some(json!({"broker": "kraken", "api_key": "only-key"})), &[("Accept-Language", "en-GB,en;q=0.9")]);
+        assert_eq!((english.body["status"].as_str(), english.body["message"].as_str(), english.header("content-language")),
+                   (Some("missing_credentials"), Some("The API key or secret is missing for this broker."), Some("en")));
+        let other = server.call_with("POST", "/users/me/api-credentials/test", Some(&token), Some(json!({"broker": "binance"})), &[("Accept-Language", "de-DE")]);
+        assert_eq!(other.body["message"], "Connexion établie avec succès.");
         // A new write resets the last test result.
         put(&server, &token, json!([{"broker": "binance", "api_secret": "bs-0000"}]));
         let list = server.call("GET", PATH, Some(&token), None);

@@ -241,14 +241,14 @@ test('a trader creates an account and manages broker keys', async (t) => {
   assert.equal(await kraken.locator('.badge').textContent(), 'Not saved yet');
   assert.ok(await kraken.locator('.key-input').evaluate((el) => el === document.activeElement), 'focus moves to the new card');
   await save(page, 'kraken', { key: V.krakenKey, secret: V.krakenSecret });
-  await expectMessage(page, 'success', 'kraken: saved.');
+  await expectMessage(page, 'success', 'Kraken: saved.');
   assert.deepEqual(await masks(page, 'kraken'), [mask(V.krakenKey), mask(V.krakenSecret)]);
 
   // The connection test (against the fake Binance of browser.rs, which accepts any key).
   assert.equal(await binance.locator('.last-test').textContent(), 'Never');
   assert.ok(await ibkr.locator('.test').isHidden(), 'nothing to test without a stored key');
   await binance.locator('.test').click();
-  await expectMessage(page, 'success', 'Binance: connection established.');
+  await expectMessage(page, 'success', 'Binance: Connection established.');
   await page.waitForFunction(() =>
     document.querySelector('.card[data-broker="binance"] .last-test').textContent.startsWith('Connection OK')
   );
@@ -356,11 +356,89 @@ test('a misconfigured encryption key is explained', async (t) => {
   await page.waitForSelector('#credentials-view:not([hidden])');
   const listed = await expectMessage(page, 'error', KEY_NOT_CONFIGURED);
   assert.match(listed, /encryption key is not configured/);
-  await save(page, 'binance', { key: 'erin-key-1234', secret: 'erin-secret-5678' });
-  await expectMessage(page, 'error', KEY_NOT_CONFIGURED);
   assert.deepEqual(await masks(page, 'binance'), ['Not set', 'Not set']);
+  // Nothing can be stored until the key is back: the forms say so by being disabled.
+  assert.ok(await card(page, 'binance').locator('.key-input').isDisabled());
+  assert.ok(await card(page, 'binance').locator('.save').isDisabled());
+  assert.ok(await page.locator('#add-broker-input').isDisabled());
   await checkInputs(page);
   await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'account-page-no-key.png') });
+});
+
+for (const [locale, expected] of [
+  ['en-US', { mask: 'Stored — unavailable', badge: 'Unavailable', notSet: 'Not set', file: 'account-page-key-outage.png' }],
+  ['fr-FR', { mask: 'Enregistrée — indisponible', badge: 'Indisponible', notSet: 'Non renseigné', file: 'account-page-key-outage-fr.png' }],
+]) {
+  test(`during a key outage stored keys are shown as stored but unavailable (${locale})`, async (t) => {
+    const page = await openPage(t, { base: NO_KEY_BASE, locale });
+    await signIn(page, env('OUTAGE_EMAIL'), env('OUTAGE_PASSWORD'));
+    await page.waitForSelector('#credentials-view:not([hidden])');
+    await card(page, 'my-exchange').waitFor();
+    const box = page.locator('#message.error');
+    await box.waitFor();
+    assert.equal((await box.textContent()).split(KEY_NOT_CONFIGURED).length, 2, 'said once');
+    assert.deepEqual(await masks(page, 'binance'), [expected.mask, expected.mask]);
+    assert.deepEqual(await masks(page, 'my-exchange'), [expected.mask, expected.notSet]);
+    assert.equal(await card(page, 'binance').locator('.badge').textContent(), expected.badge);
+    for (const broker of ['binance', 'my-exchange', 'ibkr']) {
+      const controls = card(page, broker).locator('input, button');
+      for (let i = 0; i < (await controls.count()); i++) {
+        assert.ok(await controls.nth(i).isDisabled(), `${broker}: control ${i} is disabled`);
+      }
+    }
+    assert.ok(!(await page.content()).includes('dave-'), 'no plaintext');
+    await page.screenshot({ path: path.join(SCREENSHOT_DIR, expected.file), fullPage: true });
+  });
+}
+
+for (const [locale, expected] of [
+  ['en-US', { message: 'Kraken: The API key or secret is missing for this broker.', last: 'Key or secret missing', file: 'account-page-test-missing-secret.png' }],
+  ['fr-FR', { message: 'Kraken : Clés API manquantes pour ce broker.', last: 'Clé ou secret manquant', file: 'account-page-test-missing-secret-fr.png' }],
+]) {
+  test(`a connection test without a secret says so, and no test is offered without an adapter (${locale})`, async (t) => {
+    const page = await openPage(t, { locale });
+    const email = `missing-${locale}@example.com`;
+    await register(page, email, 'Frank-Horse-9-battery');
+    await signedIn(page);
+    await page.fill('#add-broker-input', 'kraken');
+    await page.click('#add-broker-form button[type=submit]');
+    await card(page, 'kraken').waitFor();
+    assert.equal(await card(page, 'kraken').locator('.card-title').textContent(), 'Kraken');
+    await save(page, 'kraken', { key: 'frank-kraken-key-1234' });
+    await card(page, 'kraken').locator('.test').waitFor();
+    await save(page, 'ibkr', { key: 'frank-ibkr-key-1234', secret: 'frank-ibkr-secret-5678' });
+    await card(page, 'ibkr').locator('.clear-key').waitFor();
+    assert.ok(await card(page, 'ibkr').locator('.test').isHidden(), 'no adapter for IBKR: no test button');
+    await card(page, 'kraken').locator('.test').click();
+    await expectMessage(page, 'error', expected.message);
+    await page.waitForFunction(
+      ([text]) => document.querySelector('.card[data-broker="kraken"] .last-test').textContent.includes(text),
+      [expected.last]
+    );
+    await page.screenshot({ path: path.join(SCREENSHOT_DIR, expected.file), fullPage: true });
+  });
+}
+
+test('a typed key stays in the form when its save fails', async (t) => {
+  const page = await openPage(t);
+  await register(page, 'grace@example.com', 'Grace-Horse-9-battery');
+  await signedIn(page);
+  await page.route(CREDENTIALS, (route) =>
+    route.request().method() === 'PUT'
+      ? route.fulfill({ status: 503, contentType: 'application/json', headers: { 'Retry-After': '1' }, body: '{"detail":"Service unavailable","code":"service_unavailable"}' })
+      : route.continue()
+  );
+  await save(page, 'binance', { key: 'grace-key-1234', secret: 'grace-secret-5678' });
+  await expectMessage(page, 'error', 'temporarily unavailable');
+  const binance = card(page, 'binance');
+  assert.equal(await binance.locator('.key-input').inputValue(), 'grace-key-1234');
+  assert.equal(await binance.locator('.secret-input').inputValue(), 'grace-secret-5678');
+  await page.unroute(CREDENTIALS);
+  await binance.locator('.save').click();
+  await expectMessage(page, 'success', 'Binance: saved.');
+  assert.equal(await binance.locator('.key-input').inputValue(), '');
+  assert.equal(await binance.locator('.secret-input').inputValue(), '');
+  assert.deepEqual(await masks(page, 'binance'), [mask('grace-key-1234'), mask('grace-secret-5678')]);
 });
 
 test('an entry that cannot be decrypted shows a warning', async (t) => {

@@ -131,6 +131,43 @@ impl CredentialService {
         Ok(self.statuses(cipher, ctx, &rows).await)
     }
 
+    /// What is stored for `target` when no key is available (a key outage): which halves exist
+    /// and the metadata, with no mask and `status: key_unavailable`, so that a trader sees the
+    /// keys as stored but unavailable rather than absent. Nothing is decrypted or verified.
+    pub async fn list_stored(
+        &self,
+        ctx: &RequestContext,
+        target: UserId,
+    ) -> Result<Vec<CredentialStatus>, DomainError> {
+        let rows = self.credentials.list(target).await?;
+        if ctx.is_operator_access(target) {
+            self.record(
+                ctx,
+                target,
+                AuditAction::OperatorRead,
+                None,
+                "success",
+                None,
+            )
+            .await;
+        }
+        Ok(rows
+            .iter()
+            .map(|row| CredentialStatus {
+                broker: row.broker.to_string(),
+                label: row.label.clone(),
+                has_api_key: row.api_key_encrypted.is_some(),
+                has_api_secret: row.api_secret_encrypted.is_some(),
+                api_key_masked: None,
+                api_secret_masked: None,
+                updated_at: row.updated_at,
+                last_test_status: row.last_test_status.clone(),
+                last_tested_at: row.last_tested_at,
+                status: CredentialHealth::KeyUnavailable,
+            })
+            .collect())
+    }
+
     /// Applies an update request in one transaction (the rows are read inside it) and returns
     /// the new list.
     ///
@@ -745,6 +782,28 @@ mod tests {
         assert_eq!(list[0].api_key_masked.as_deref(), Some("••••••••efgh"));
         assert_eq!(list[0].api_secret_masked.as_deref(), Some("•••"));
         assert_eq!(list[0].status, CredentialHealth::Ok);
+    }
+
+    #[tokio::test]
+    async fn during_a_key_outage_the_stored_halves_are_listed_without_masks() {
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_list()
+            .with(eq(UserId(1)))
+            .returning(|_| Ok(vec![readable_row("binance", "abcd1234efgh", "xyz", 2)]));
+        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+
+        let list = service.list_stored(&ctx(), UserId(1)).await.unwrap();
+
+        assert_eq!(list.len(), 1);
+        assert_eq!((list[0].has_api_key, list[0].has_api_secret), (true, true));
+        assert_eq!(
+            (
+                list[0].api_key_masked.as_deref(),
+                list[0].api_secret_masked.as_deref()
+            ),
+            (None, None)
+        );
+        assert_eq!(list[0].status, CredentialHealth::KeyUnavailable);
     }
 
     #[tokio::test]
