@@ -42,3 +42,8 @@ callgrind scenario="get" requests="1000":
 # Rotation throughput on PostgreSQL: `keys rotate` over N rows seeded like the Python service.
 bench-rotation rows="100000":
     bash scripts/bench/rotation.sh {{rows}}
+
+# schemathesis against a real server: the served OpenAPI document must be exact (docs/contract.md).
+schemathesis seconds="150":
+    cargo build -q -p user-service
+    bash scripts/schemathesis/run.sh {{seconds}}

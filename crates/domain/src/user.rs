@@ -47,7 +47,7 @@ pub struct Email(String);
 impl Email {
     /// Validates and normalises an address.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        if crate::text::has_forbidden_char(raw.trim()) {
+        if crate::text::has_forbidden_char(raw) {
             return Err(ValidationError::Invalid {
                 field: "email",
                 reason: "must not contain control characters",
@@ -179,6 +179,15 @@ pub fn profile_field(
         "phone" => PHONE_MAX_CHARS,
         _ => NAME_MAX_CHARS,
     };
+    if value
+        .as_deref()
+        .is_some_and(crate::text::has_forbidden_char)
+    {
+        return Err(ValidationError::Invalid {
+            field,
+            reason: "must not contain control characters",
+        });
+    }
     match value.map(|v| v.trim().to_owned()) {
         Some(v) if crate::text::has_forbidden_char(&v) => Err(ValidationError::Invalid {
             field,
@@ -209,10 +218,14 @@ impl Page {
                 reason: "must be between 1 and 200",
             });
         }
-        Ok(Self {
-            limit,
-            offset: offset.unwrap_or(0),
-        })
+        let offset = offset.unwrap_or(0);
+        if offset > i64::MAX as u64 {
+            return Err(ValidationError::Invalid {
+                field: "offset",
+                reason: "must be between 0 and 9223372036854775807",
+            });
+        }
+        Ok(Self { limit, offset })
     }
 }
 
@@ -331,6 +344,8 @@ mod tests {
         assert!(Page::new(Some(0), None).is_err());
         assert!(Page::new(Some(201), None).is_err());
         assert_eq!(Page::new(Some(200), Some(5)).unwrap().offset, 5);
+        assert!(Page::new(None, Some(i64::MAX as u64)).is_ok());
+        assert!(Page::new(None, Some(i64::MAX as u64 + 1)).is_err());
     }
 
     #[test]

@@ -271,7 +271,7 @@ mod contract {
         assert_eq!(total, 7);
         assert_eq!(last.iter().map(|u| u.id).collect::<Vec<_>>(), ids[6..7]);
         let (none, _) = users
-            .list(Page::new(Some(3), Some(u64::MAX)).unwrap())
+            .list(Page::new(Some(3), Some(i64::MAX as u64)).unwrap())
             .await
             .unwrap();
         assert!(none.is_empty());

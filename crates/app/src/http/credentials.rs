@@ -27,6 +27,8 @@ pub struct CredentialList {
 /// the account is always the one the path and the token name.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UpdateBody {
+    /// At most 64 entries.
+    #[schema(max_items = 64)]
     credentials: Vec<EntryBody>,
 }
 
@@ -34,7 +36,8 @@ pub struct UpdateBody {
 /// `Debug` shows secrets as `[REDACTED]`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EntryBody {
-    /// Broker id; trimmed and lower-cased, 1–64 characters.
+    /// Broker id: letters, digits, `-`, `_` and `.`, 1–64 characters; trimmed and lower-cased.
+    #[schema(pattern = r"^\s*[A-Za-z0-9._-]{1,64}\s*$", example = "binance")]
     broker: String,
     /// Absent: keep; `null`, empty or blank: clear; otherwise stored as sent (≤ 4096 characters).
     #[serde(default, deserialize_with = "present")]
@@ -217,6 +220,8 @@ pub async fn delete_other(
 /// Body of `POST /users/me/api-credentials/test`: values given override the stored ones.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TestBody {
+    /// Broker id, as in an update entry.
+    #[schema(pattern = r"^\s*[A-Za-z0-9._-]{1,64}\s*$", example = "binance")]
     broker: String,
     #[serde(default)]
     #[schema(value_type = Option<String>)]
@@ -255,7 +260,7 @@ fn given(
 
 /// `POST /users/me/api-credentials/test`.
 #[utoipa::path(post, path = "/users/me/api-credentials/test", tag = "credentials", security(("bearer" = [])), request_body = TestBody,
-    responses((status = 200, body = TestAnswer), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Missing capability", body = ErrorBody), (status = 503, description = "Key not configured or dependency unavailable", body = ErrorBody)))]
+    responses((status = 200, body = TestAnswer), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Missing capability", body = ErrorBody), (status = 429, description = "Too many connection tests (per user or for the whole service); `Retry-After` says when to retry", body = ErrorBody), (status = 503, description = "Key not configured or dependency unavailable", body = ErrorBody)))]
 pub async fn test_own(
     state: web::Data<AppState>,
     caller: Caller,

@@ -57,8 +57,8 @@ const ALIASES: &[(&str, &str, &[&str])] = &[
         service::ready,
         service::metrics,
     ),
-    components(schemas(ErrorBody, ErrorCode, FieldError)),
-    modifiers(&Security, &Aliases),
+    components(schemas(ErrorBody, ErrorCode, FieldError, users::OnboardingStepName)),
+    modifiers(&Security, &Aliases, &CommonStatuses),
     tags(
         (name = "credentials", description = "The caller's broker credentials (can.use_users)"),
         (name = "operators", description = "Other accounts' credentials (can.use_users + can.manage_users)"),
@@ -115,6 +115,66 @@ impl Modify for Aliases {
                     .map(|id| format!("{id}_alias"));
             }
             openapi.paths.paths.insert((*alias).to_owned(), alias_item);
+        }
+    }
+}
+
+/// The statuses any operation can answer because of how its request is read, documented on every
+/// operation they apply to: a JSON body can be malformed (400), too large (413) or of another
+/// content type (415); a path or query parameter can fail to parse (422).
+struct CommonStatuses;
+
+impl CommonStatuses {
+    fn error(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+            .into()
+    }
+}
+
+impl Modify for CommonStatuses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let shared_parameters = item.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut add = Vec::new();
+                if operation.request_body.is_some() {
+                    add.push(("400", "Malformed JSON, or a rule the schema cannot express"));
+                    add.push(("413", "Body larger than the limit (64 KiB)"));
+                    add.push(("415", "Content-Type is not application/json"));
+                }
+                let parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                if parameters || shared_parameters || operation.request_body.is_some() {
+                    add.push((
+                        "422",
+                        "A parameter or field is invalid (the fields are named)",
+                    ));
+                }
+                for (status, description) in add {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| Self::error(description));
+                }
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ pub struct Readiness {
     /// Fingerprints of every configured key, primary first.
     pub key_ids: Vec<String>,
     /// Credential rows per key id (`legacy` for rows written without one).
+    #[schema(value_type = Vec<Vec<serde_json::Value>>, example = json!([["3f9a1c2b7d4e8f01", 1200], ["legacy", 3]]))]
     pub rows_per_key_id: Vec<(String, u64)>,
     /// Rows encrypted under a key that is no longer configured.
     pub rows_on_retired_keys: u64,

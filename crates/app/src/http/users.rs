@@ -12,18 +12,80 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::http::middleware::{AnyCaller, Caller};
 use crate::state::AppState;
 
-/// Profile fields of a create or update request.
+/// Profile fields of an update request: an absent field is kept, `null` or blank clears a name
+/// or the phone. No field accepts control characters.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ProfileBody {
+    /// E-mail address (trimmed, lower-cased).
+    #[schema(
+        pattern = r"^[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^@\s\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]+@[^@\s.\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]+(\.[^@\s.\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]+)+[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$",
+        max_length = 255,
+        example = "trader@example.com"
+    )]
     email: Option<String>,
+    /// At most 120 characters.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$", max_length = 120)]
     first_name: Option<Option<String>>,
+    /// At most 120 characters.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$", max_length = 120)]
     last_name: Option<Option<String>>,
+    /// At most 32 characters.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$", max_length = 32)]
     phone: Option<Option<String>>,
     marketing_opt_in: Option<bool>,
+    /// Operators only; ignored otherwise.
     is_active: Option<bool>,
+}
+
+/// Profile of a new user: as [`ProfileBody`], with `email` required (documentation of the
+/// create and register bodies, which are read as a [`ProfileBody`]).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewProfileBody {
+    /// E-mail address (trimmed, lower-cased).
+    #[schema(
+        pattern = r"^[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^@\s\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]+@[^@\s.\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]+(\.[^@\s.\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]+)+[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$",
+        max_length = 255,
+        example = "trader@example.com"
+    )]
+    email: String,
+    /// At most 120 characters.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$",
+        max_length = 120
+    )]
+    first_name: Option<String>,
+    /// At most 120 characters.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$",
+        max_length = 120
+    )]
+    last_name: Option<String>,
+    /// At most 32 characters.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$",
+        max_length = 32
+    )]
+    phone: Option<String>,
+    marketing_opt_in: Option<bool>,
+    /// Default `false` on `/users/register`, `true` on `POST /users`.
+    is_active: Option<bool>,
+}
+
+/// The onboarding steps.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum OnboardingStepName {
+    /// `account-profile`
+    AccountProfile,
+    /// `api-keys`
+    ApiKeys,
+    /// `execution-mode`
+    ExecutionMode,
 }
 
 fn nullable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
@@ -65,7 +127,7 @@ impl ProfileBody {
 
 /// `POST /users/register`: a user creates its own profile (id = the token's subject); a service
 /// principal creates a new user, which gets the next free id.
-#[utoipa::path(post, path = "/users/register", tag = "users", security(("bearer" = [])), request_body = ProfileBody,
+#[utoipa::path(post, path = "/users/register", tag = "users", security(("bearer" = [])), request_body = NewProfileBody,
     responses((status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn register(
     state: web::Data<AppState>,
@@ -82,7 +144,7 @@ pub async fn register(
 }
 
 /// `POST /users` (operators).
-#[utoipa::path(post, path = "/users", tag = "users", security(("bearer" = [])), request_body = ProfileBody,
+#[utoipa::path(post, path = "/users", tag = "users", security(("bearer" = [])), request_body = NewProfileBody,
     responses((status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -99,8 +161,10 @@ pub async fn create(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Items to skip (default 0).
+    #[param(maximum = 9223372036854775807_u64)]
     pub offset: Option<u64>,
 }
 
@@ -277,7 +341,7 @@ pub async fn get_onboarding(
 }
 
 /// `POST /users/me/onboarding/steps/{step}`.
-#[utoipa::path(post, path = "/users/me/onboarding/steps/{step}", tag = "onboarding", security(("bearer" = [])), params(("step" = String, Path, description = "account-profile, api-keys or execution-mode")),
+#[utoipa::path(post, path = "/users/me/onboarding/steps/{step}", tag = "onboarding", security(("bearer" = [])), params(("step" = OnboardingStepName, Path, description = "account-profile, api-keys or execution-mode")),
     responses((status = 200, body = OnboardingProgress), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn complete_step(
     state: web::Data<AppState>,
