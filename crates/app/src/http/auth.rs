@@ -2,8 +2,9 @@
 //! `GET /auth/me`, for standalone use and the `/account` page.
 //!
 //! The routes exist only with `AUTH_MODE=embedded` (the default); with `external` they answer
-//! `404` as any unknown path. Register and login are rate-limited per account and per client
-//! address ([`SignInLimits`]). A wrong password and an unknown e-mail get the same answer after
+//! `404` as any unknown path. Register and login are rate-limited per account and client address,
+//! per client address, and loosely per account ([`SignInLimits`]), so that a guesser is stopped
+//! without locking the account's owner out. A wrong password and an unknown e-mail get the same answer after
 //! the same argon2 work, so that neither the body nor the timing tells whether an account exists.
 //! Passwords and tokens only live in [`SecretString`]s: they never reach a log line or an error.
 
@@ -28,10 +29,15 @@ use crate::http::error::{ApiError, ErrorCode};
 use crate::http::middleware::{Authorize, Caller};
 use crate::state::AppState;
 
-/// Sign-in attempts (register or login) allowed per e-mail address and minute.
-pub const ATTEMPTS_PER_ACCOUNT_PER_MINUTE: u32 = 5;
-/// Sign-in attempts (register or login) allowed per client address and minute.
+/// Sign-in attempts (register or login) allowed per e-mail address from one client address and
+/// minute: what stops a guesser without locking the account's owner out from elsewhere.
+pub const ATTEMPTS_PER_ACCOUNT_AND_ADDRESS_PER_MINUTE: u32 = 5;
+/// Sign-in attempts allowed per client address and minute, whatever the accounts.
 pub const ATTEMPTS_PER_ADDRESS_PER_MINUTE: u32 = 20;
+/// Sign-in attempts allowed per e-mail address and minute from all addresses together: a
+/// ceiling against guessing from many addresses, loose enough that one address (at most
+/// [`ATTEMPTS_PER_ADDRESS_PER_MINUTE`]) cannot reach it and lock the owner out.
+pub const ATTEMPTS_PER_ACCOUNT_PER_MINUTE: u32 = 100;
 /// Detail of the `401` answered for a wrong password and an unknown e-mail alike.
 pub const INVALID_CREDENTIALS: &str = "Invalid email or password";
 
@@ -187,8 +193,12 @@ pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
     })
 }
 
-/// Sign-in rate limits: one GCRA bucket per e-mail address and one per client address.
+/// Sign-in rate limits, GCRA buckets keyed three ways: per (e-mail, client address), the tight
+/// one; per client address; and per e-mail from every address, a ceiling set above what one
+/// address may send. Failed attempts from one address therefore never lock the account's owner
+/// out when signing in from another.
 pub struct SignInLimits {
+    pairs: DefaultKeyedRateLimiter<(String, Option<IpAddr>)>,
     accounts: DefaultKeyedRateLimiter<String>,
     addresses: DefaultKeyedRateLimiter<IpAddr>,
     checks: AtomicU32,
@@ -197,6 +207,7 @@ pub struct SignInLimits {
 impl std::fmt::Debug for SignInLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SignInLimits")
+            .field("pairs", &self.pairs.len())
             .field("accounts", &self.accounts.len())
             .field("addresses", &self.addresses.len())
             .finish()
@@ -214,18 +225,20 @@ const fn per_minute(attempts: u32) -> Quota {
 }
 
 impl SignInLimits {
-    /// Limits allowing `per_account` attempts per minute per e-mail and `per_address` per
-    /// client address (bursts of that size, then one attempt per `60 / n` seconds).
-    pub fn new(per_account: u32, per_address: u32) -> Self {
+    /// Limits allowing `per_pair` attempts per minute per e-mail from one client address,
+    /// `per_address` per client address and `per_account` per e-mail from all addresses
+    /// (bursts of that size, then one attempt per `60 / n` seconds).
+    pub fn new(per_pair: u32, per_address: u32, per_account: u32) -> Self {
         Self {
+            pairs: DefaultKeyedRateLimiter::keyed(per_minute(per_pair)),
             accounts: DefaultKeyedRateLimiter::keyed(per_minute(per_account)),
             addresses: DefaultKeyedRateLimiter::keyed(per_minute(per_address)),
             checks: AtomicU32::new(0),
         }
     }
 
-    /// Counts one attempt for `account` from `address`; `429` with `Retry-After` when either
-    /// is over its limit.
+    /// Counts one attempt for `account` from `address`; `429` with `Retry-After` when any of
+    /// the three buckets is over its limit.
     pub fn check(&self, account: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
         self.tidy();
         if let Some(address) = address {
@@ -235,9 +248,14 @@ impl SignInLimits {
                 return Err(ApiError::too_many_requests(retry_after_secs(wait)));
             }
         }
+        if let Err(not_until) = self.pairs.check_key(&(account.to_owned(), address)) {
+            let wait = not_until.wait_time_from(self.pairs.clock().now());
+            log::warn!(target: "signin", "sign-in rate limit reached for one account from one address");
+            return Err(ApiError::too_many_requests(retry_after_secs(wait)));
+        }
         if let Err(not_until) = self.accounts.check_key(&account.to_owned()) {
             let wait = not_until.wait_time_from(self.accounts.clock().now());
-            log::warn!(target: "signin", "sign-in rate limit reached for one account");
+            log::warn!(target: "signin", "sign-in ceiling reached for one account");
             return Err(ApiError::too_many_requests(retry_after_secs(wait)));
         }
         Ok(())
@@ -245,6 +263,8 @@ impl SignInLimits {
 
     fn tidy(&self) {
         if self.checks.fetch_add(1, Ordering::Relaxed) % TIDY_EVERY == TIDY_EVERY - 1 {
+            self.pairs.retain_recent();
+            self.pairs.shrink_to_fit();
             self.accounts.retain_recent();
             self.accounts.shrink_to_fit();
             self.addresses.retain_recent();
@@ -265,8 +285,9 @@ fn limits() -> &'static SignInLimits {
     static LIMITS: OnceLock<SignInLimits> = OnceLock::new();
     LIMITS.get_or_init(|| {
         SignInLimits::new(
-            ATTEMPTS_PER_ACCOUNT_PER_MINUTE,
+            ATTEMPTS_PER_ACCOUNT_AND_ADDRESS_PER_MINUTE,
             ATTEMPTS_PER_ADDRESS_PER_MINUTE,
+            ATTEMPTS_PER_ACCOUNT_PER_MINUTE,
         )
     })
 }
@@ -283,7 +304,7 @@ mod tests {
 
     #[test]
     fn the_sixth_attempt_on_one_account_is_refused_with_retry_after() {
-        let limits = SignInLimits::new(5, 100);
+        let limits = SignInLimits::new(5, 100, 100);
         for _ in 0..5 {
             limits.check("a@example.com", HOME).unwrap();
         }
@@ -308,7 +329,7 @@ mod tests {
 
     #[test]
     fn one_address_is_limited_across_accounts() {
-        let limits = SignInLimits::new(5, 20);
+        let limits = SignInLimits::new(5, 20, 100);
         for n in 0..20 {
             limits.check(&format!("user{n}@example.com"), HOME).unwrap();
         }
@@ -316,6 +337,32 @@ mod tests {
         assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
         let elsewhere = Some("192.0.2.7".parse().unwrap());
         limits.check("fresh@example.com", elsewhere).unwrap();
+    }
+
+    #[test]
+    fn failures_from_one_address_do_not_lock_the_owner_out_from_another() {
+        let limits = SignInLimits::new(5, 20, 100);
+        let attacker = Some("198.51.100.9".parse().unwrap());
+        for _ in 0..5 {
+            limits.check("victim@example.com", attacker).unwrap();
+        }
+        let refused = limits.check("victim@example.com", attacker).unwrap_err();
+        assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
+        // The owner, from home, is not affected.
+        limits.check("victim@example.com", HOME).unwrap();
+    }
+
+    #[test]
+    fn many_addresses_together_meet_the_account_ceiling() {
+        let limits = SignInLimits::new(5, 20, 12);
+        for n in 0..12u8 {
+            let address = Some(IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, n)));
+            limits.check("victim@example.com", address).unwrap();
+        }
+        let fresh = Some(IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 200)));
+        let refused = limits.check("victim@example.com", fresh).unwrap_err();
+        assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
+        limits.check("someone-else@example.com", fresh).unwrap();
     }
 
     #[test]
@@ -336,7 +383,7 @@ mod tests {
             serde_json::from_str(r#"{"refresh_token":"eyJhbGciOi.secret.part"}"#).unwrap();
         let shown = format!("{body:?}");
         assert!(!shown.contains("secret.part"), "{shown}");
-        let limits = SignInLimits::new(5, 20);
+        let limits = SignInLimits::new(5, 20, 100);
         limits.check("someone@example.com", HOME).unwrap();
         let shown = format!("{limits:?}");
         assert!(!shown.contains("someone"), "{shown}");

@@ -483,3 +483,35 @@ fn files_the_service_creates_are_private() {
         assert_eq!(mode, 0o600, "{path}");
     }
 }
+
+#[test]
+fn failed_sign_ins_from_one_address_do_not_lock_the_owner_out() {
+    let Some(server) = TestServer::start(Backend::Sqlite, &[]) else {
+        return;
+    };
+    let registered = server.call(
+        "POST",
+        "/auth/register",
+        None,
+        Some(json!({"email": "target@example.com", "password": "Correct-Horse-9!"})),
+    );
+    assert_eq!(registered.status, 201, "{}", registered.text);
+    let wrong = json!({"email": "target@example.com", "password": "Wrong-Guess-000"});
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 3);
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(server.post_from(attacker, "/auth/login", &wrong).0);
+    }
+    assert!(
+        statuses.contains(&401) && statuses.ends_with(&[429, 429]),
+        "the guesser is stopped: {statuses:?}"
+    );
+    // The owner, from another address, still gets in with the right password.
+    let owner = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let right = json!({"email": "target@example.com", "password": "Correct-Horse-9!"});
+    let (status, body) = server.post_from(owner, "/auth/login", &right);
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
+    // And the guesser is still refused, even with the right password.
+    assert_eq!(server.post_from(attacker, "/auth/login", &right).0, 429);
+}

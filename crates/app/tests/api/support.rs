@@ -584,6 +584,44 @@ impl TestServer {
         }
     }
 
+    /// Sends a JSON `POST` from another loopback address (`127.0.0.2`, say) than the usual
+    /// `127.0.0.1`, as a client elsewhere would; returns the status and the body.
+    pub fn post_from(&self, source: std::net::Ipv4Addr, path: &str, body: &Value) -> (u16, Value) {
+        use std::io::{Read, Write};
+        let address: std::net::SocketAddr = self
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("server address");
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket
+            .bind(&std::net::SocketAddr::from((source, 0)).into())
+            .expect("bind the source address");
+        socket.connect(&address.into()).expect("connect");
+        let mut stream: std::net::TcpStream = socket.into();
+        let body = body.to_string();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read");
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let json = answer
+            .split_once("\r\n\r\n")
+            .and_then(|(_, rest)| serde_json::from_str(rest).ok())
+            .unwrap_or(Value::Null);
+        (status, json)
+    }
+
     /// Stops the server (SIGKILL is fine: every test's writes are acknowledged first).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
