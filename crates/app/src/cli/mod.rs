@@ -127,6 +127,13 @@ pub enum UsersCommand {
         #[arg(long)]
         print_token: bool,
     },
+    /// Print a new access token (15 minutes) for an existing user (id or e-mail), alone on one
+    /// line: what `create --print-token` prints, for a user created earlier. Signed with the
+    /// server's JWT secret (JWT_SECRET, or the development secret in the data directory).
+    Token {
+        /// The user's id or e-mail address.
+        user: String,
+    },
 }
 
 /// A command failed; the message is printed on stderr as one line.

@@ -1,4 +1,4 @@
-//! `user-service users create`, `grant` and `revoke`: operators' account management, through the
+//! `user-service users create`, `users token`, `grant` and `revoke`: operators' account management, through the
 //! domain's user service like every other way of creating a user.
 
 use std::io::Write;
@@ -23,7 +23,25 @@ pub(super) async fn run(
             operator,
             print_token,
         } => create(context, &email, password, operator, print_token, out).await,
+        UsersCommand::Token { user } => token(context, &user, out).await,
     }
+}
+
+/// Prints a new access token for an existing user, alone on one line.
+async fn token(
+    context: &mut Context<'_>,
+    user: &str,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let settings = context.settings;
+    let tokens = context
+        .secrets()
+        .token_codec(settings)
+        .map_err(CommandError)?;
+    let id = find(context, user).await?;
+    let token = tokens.issue_access(&Principal::User(id));
+    writeln!(out, "{}", token.expose_secret())?;
+    Ok(())
 }
 
 /// Creates an active user (an operator with `--operator`); prints its id, and with

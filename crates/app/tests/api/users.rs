@@ -67,3 +67,24 @@ on_both_backends! {
         assert_eq!((missing.status, missing.detail()), (404, "User not found"));
     }
 }
+
+on_both_backends! {
+    fn users_token_prints_a_token_for_an_existing_user(backend: Backend) {
+        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let (id, _) = server.user("again@example.com", false);
+        for name in ["again@example.com", "AGAIN@example.com", &id.to_string()] {
+            let out = server.cli(&["users", "token", name]);
+            let token = out.trim();
+            assert_eq!(out.lines().count(), 1, "one line: {out}");
+            let me = server.call("GET", "/users/me", Some(token), None);
+            assert_eq!((me.status, me.body["id"].as_i64()), (200, Some(id)), "{}", me.text);
+        }
+        for unknown in ["nobody@example.com", "999999"] {
+            let out = server.cli_with(&["users", "token", unknown], &[]);
+            assert!(!out.status.success());
+            assert!(out.stdout.is_empty(), "no token printed");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains(&format!("user not found: {unknown}")), "{stderr}");
+        }
+    }
+}
