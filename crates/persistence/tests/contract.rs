@@ -1194,6 +1194,11 @@ mod contract {
             SessionState::Live
         );
 
+        // A new sign-in of ann sweeps her expired sessions; others stay.
+        store.create(&session("t2", "g2", ann, 7)).await.unwrap();
+        assert_eq!(store.get("old").await.unwrap(), None, "expired, swept");
+        assert!(store.get("t1").await.unwrap().is_some());
+
         // Sessions go with their user.
         t.with_connection(|c| diesel::delete(users::table.filter(users::id.eq(bob.0))).execute(c))
             .unwrap();

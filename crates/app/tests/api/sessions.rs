@@ -157,9 +157,13 @@ on_both_backends! {
     fn set_password_from_the_command_line_ends_every_session(backend: Backend) {
         let Some(server) = TestServer::start(backend, &[]) else { return };
         let (_, token) = pair(&register(&server, "operator-reset@example.com"));
-        let out = server.cli(&["users", "set-password", "operator-reset@example.com", "--password", NEW_PASSWORD]);
+        let run = server.cli_with(&["users", "set-password", "operator-reset@example.com", "--password", NEW_PASSWORD], &[]);
+        assert!(run.status.success(), "{run:?}");
+        let out = String::from_utf8_lossy(&run.stdout);
+        let log = String::from_utf8_lossy(&run.stderr);
         assert!(out.contains("1 sessions revoked"), "{out}");
-        assert!(!out.contains(NEW_PASSWORD), "{out}");
+        assert!(log.contains("set from the command line"), "the operator action is logged: {log}");
+        assert!(!out.contains(NEW_PASSWORD) && !log.contains(NEW_PASSWORD), "the password is never shown");
         assert_invalid_token(&refresh(&server, &token));
         assert_eq!(login(&server, "operator-reset@example.com", PASSWORD).status, 401);
         assert_eq!(login(&server, "operator-reset@example.com", NEW_PASSWORD).status, 200);

@@ -178,3 +178,211 @@ impl SignInService {
         Ok(self.sessions.revoke_user(user, self.clock.now()).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::{DateTime, Duration, TimeZone, Utc};
+
+    use super::*;
+    use crate::ports::{
+        MockCapabilityRepository, MockClock, MockEntitlementsProvider, MockOnboardingRepository,
+        MockPasswordHasher, MockPreferenceRepository, MockSessionRepository, MockUserRepository,
+    };
+    use crate::service::users::UserPorts;
+    use crate::session::Session;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 4, 8, 0, 0).unwrap()
+    }
+
+    fn clock() -> Arc<MockClock> {
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(now);
+        Arc::new(clock)
+    }
+
+    fn service(
+        sessions: MockSessionRepository,
+        repository: MockUserRepository,
+        passwords: MockPasswordHasher,
+    ) -> SignInService {
+        let users = UserService::new(UserPorts {
+            users: Arc::new(MockUserRepository::new()),
+            preferences: Arc::new(MockPreferenceRepository::new()),
+            onboarding: Arc::new(MockOnboardingRepository::new()),
+            capabilities: Arc::new(MockCapabilityRepository::new()),
+            entitlements: Arc::new(MockEntitlementsProvider::new()),
+            passwords: Arc::new(MockPasswordHasher::new()),
+            clock: clock(),
+        });
+        SignInService::new(
+            users,
+            SignInPorts {
+                repository: Arc::new(repository),
+                passwords: Arc::new(passwords),
+                sessions: Arc::new(sessions),
+                clock: clock(),
+            },
+        )
+    }
+
+    fn stored(replaced: bool) -> Session {
+        Session {
+            id: "s1".into(),
+            family: "f".into(),
+            user: UserId(7),
+            created_at: now() - Duration::hours(1),
+            expires_at: now() + Duration::days(6),
+            replaced_at: replaced.then(now),
+            revoked_at: None,
+        }
+    }
+
+    fn presented(user: i64) -> PresentedSession {
+        PresentedSession {
+            user: UserId(user),
+            id: "s1".into(),
+            family: "f".into(),
+        }
+    }
+
+    fn next() -> NewSession {
+        NewSession {
+            id: "s2".into(),
+            family: "f".into(),
+            user: UserId(7),
+            expires_at: now() + Duration::days(7),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_live_session_rotates() {
+        let mut sessions = MockSessionRepository::new();
+        sessions.expect_get().returning(|_| Ok(Some(stored(false))));
+        sessions
+            .expect_rotate()
+            .withf(|old, next, _| old == "s1" && next.id == "s2")
+            .times(1)
+            .returning(|_, _, _| Ok(true));
+        sessions.expect_revoke_family().never();
+        let service = service(
+            sessions,
+            MockUserRepository::new(),
+            MockPasswordHasher::new(),
+        );
+        let outcome = service.refresh(&presented(7), &next()).await.unwrap();
+        assert_eq!(outcome, RefreshOutcome::Rotated);
+    }
+
+    #[tokio::test]
+    async fn a_replaced_session_presented_again_revokes_its_family() {
+        let mut sessions = MockSessionRepository::new();
+        sessions.expect_get().returning(|_| Ok(Some(stored(true))));
+        sessions.expect_rotate().never();
+        sessions
+            .expect_revoke_family()
+            .withf(|family, _| family == "f")
+            .times(1)
+            .returning(|_, _| Ok(2));
+        let service = service(
+            sessions,
+            MockUserRepository::new(),
+            MockPasswordHasher::new(),
+        );
+        let outcome = service.refresh(&presented(7), &next()).await.unwrap();
+        assert_eq!(outcome, RefreshOutcome::ReuseDetected);
+    }
+
+    #[tokio::test]
+    async fn losing_a_concurrent_rotation_counts_as_reuse() {
+        let mut sessions = MockSessionRepository::new();
+        sessions.expect_get().returning(|_| Ok(Some(stored(false))));
+        sessions.expect_rotate().returning(|_, _, _| Ok(false));
+        sessions
+            .expect_revoke_family()
+            .times(1)
+            .returning(|_, _| Ok(2));
+        let service = service(
+            sessions,
+            MockUserRepository::new(),
+            MockPasswordHasher::new(),
+        );
+        let outcome = service.refresh(&presented(7), &next()).await.unwrap();
+        assert_eq!(outcome, RefreshOutcome::ReuseDetected);
+    }
+
+    #[tokio::test]
+    async fn someone_elses_or_an_unknown_session_is_refused_without_writing() {
+        let mut sessions = MockSessionRepository::new();
+        sessions
+            .expect_get()
+            .returning(|id| Ok((id == "s1").then(|| stored(true))));
+        sessions.expect_rotate().never();
+        sessions.expect_revoke_family().never();
+        let service = service(
+            sessions,
+            MockUserRepository::new(),
+            MockPasswordHasher::new(),
+        );
+        let outcome = service.refresh(&presented(8), &next()).await.unwrap();
+        assert_eq!(outcome, RefreshOutcome::Refused);
+        assert!(!service.end_session(&presented(8)).await.unwrap());
+        let mut unknown = presented(7);
+        unknown.id = "nope".into();
+        assert_eq!(
+            service.refresh(&unknown, &next()).await.unwrap(),
+            RefreshOutcome::Refused
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_current_password_changes_nothing() {
+        let mut repository = MockUserRepository::new();
+        repository
+            .expect_password_hash()
+            .returning(|_| Ok(Some(SecretString::from("$argon2id$stored"))));
+        repository.expect_set_password_hash().never();
+        let mut passwords = MockPasswordHasher::new();
+        passwords.expect_verify().returning(|_, _| false);
+        passwords.expect_hash().never();
+        let mut sessions = MockSessionRepository::new();
+        sessions.expect_revoke_user().never();
+        let service = service(sessions, repository, passwords);
+        let changed = service
+            .change_password(
+                UserId(7),
+                &SecretString::from("Wrong-Horse-9-battery"),
+                &SecretString::from("Another-Staple-7-horse"),
+            )
+            .await
+            .unwrap();
+        assert!(!changed);
+    }
+
+    #[tokio::test]
+    async fn a_new_password_revokes_every_session_of_the_user() {
+        let mut repository = MockUserRepository::new();
+        repository
+            .expect_set_password_hash()
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let mut passwords = MockPasswordHasher::new();
+        passwords
+            .expect_hash()
+            .returning(|_| Ok(SecretString::from("$argon2id$new")));
+        let mut sessions = MockSessionRepository::new();
+        sessions
+            .expect_revoke_user()
+            .withf(|user, _| *user == UserId(7))
+            .times(1)
+            .returning(|_, _| Ok(3));
+        let service = service(sessions, repository, passwords);
+        let revoked = service
+            .set_password(UserId(7), &SecretString::from("Another-Staple-7-horse"))
+            .await
+            .unwrap();
+        assert_eq!(revoked, 3);
+    }
+}

@@ -1,5 +1,8 @@
 //! `SessionRepository` on `auth_sessions`.
 //!
+//! Storing a user's new sign-in deletes that user's expired sessions, so the table holds at most
+//! the sessions of one refresh-token lifetime.
+//!
 //! Rotation is one conditional `UPDATE` (not replaced, not revoked, not expired) whose affected
 //! rows decide, followed in the same transaction by the insert of the next session: of two
 //! concurrent rotations of one session, only one succeeds.
@@ -76,9 +79,25 @@ async fn insert(conn: &mut DbConnection, row: &NewSessionRow<'_>) -> Result<(), 
 #[async_trait]
 impl SessionRepository for SessionStore {
     async fn create(&self, session: &NewSession) -> Result<(), RepositoryError> {
-        let row = NewSessionRow::of(session, Utc::now());
+        let now = Utc::now();
+        let row = NewSessionRow::of(session, now);
+        let expired = DbTime::new(now);
+        let user = session.user.0;
         self.db
-            .write("store session", async |conn| insert(conn, &row).await)
+            .write("store session", async |conn| {
+                // The user's expired sessions go first: they can no longer be used, and the table
+                // stays bounded by the sessions of the last refresh-token lifetime.
+                on_backend!(conn, |c| {
+                    diesel::delete(
+                        s::table
+                            .filter(s::user_id.eq(user))
+                            .filter(s::expires_at.le(expired)),
+                    )
+                    .execute(c)
+                    .await
+                })?;
+                insert(conn, &row).await
+            })
             .await
     }
 
