@@ -175,6 +175,21 @@ on_both_backends! {
         assert!(String::from_utf8_lossy(&unknown.stderr).contains("user not found"));
     }
 
+    fn set_password_reads_the_password_from_standard_input(backend: Backend) {
+        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let (access, token) = pair(&register(&server, "piped@example.com"));
+        let id = server.call("GET", "/auth/me", Some(&access), None).body["id"].to_string();
+        let piped = server.cli_with_input(
+            &["users", "set-password", &id, "--password-stdin"],
+            &format!("{NEW_PASSWORD}\n"),
+        );
+        assert!(piped.status.success(), "{piped:?}");
+        assert_invalid_token(&refresh(&server, &token));
+        assert_eq!(login(&server, "piped@example.com", NEW_PASSWORD).status, 200);
+        let without = server.cli_with(&["users", "set-password", &id], &[]);
+        assert!(!without.status.success(), "a password source is required");
+    }
+
     fn the_refresh_cookie_works_only_with_the_marker_header(backend: Backend) {
         let Some(server) = TestServer::start(backend, &[]) else { return };
         let signed_in = register(&server, "cookie@example.com");
