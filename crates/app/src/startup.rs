@@ -16,7 +16,9 @@ use user_service_domain::ports::{
     AuditRepository, CredentialRepository, CutoverRepository, EntitlementsProvider, SystemClock,
     UserRepository,
 };
-use user_service_domain::{CredentialService, CutoverGate, SignInService, UserPorts, UserService};
+use user_service_domain::{
+    CredentialService, CutoverGate, SignInPorts, SignInService, UserPorts, UserService,
+};
 use user_service_entitlements::RemoteEntitlements;
 use user_service_persistence::{Database, DatabaseError, PoolSettings};
 
@@ -203,12 +205,24 @@ impl Services {
             settings.broker_credentials_require_binding,
         );
         Ok(Self {
-            credentials: CredentialService::new(Arc::clone(&credential_store), audit, clock)
-                .with_max_per_user(settings.max_credentials_per_user)
-                .with_cutover(cutover.clone()),
+            credentials: CredentialService::new(
+                Arc::clone(&credential_store),
+                audit,
+                clock.clone(),
+            )
+            .with_max_per_user(settings.max_credentials_per_user)
+            .with_cutover(cutover.clone()),
             cutover_store,
             cutover,
-            sign_in: SignInService::new(user_service.clone(), users, passwords),
+            sign_in: SignInService::new(
+                user_service.clone(),
+                SignInPorts {
+                    repository: users,
+                    passwords,
+                    sessions: Arc::new(database.sessions()),
+                    clock,
+                },
+            ),
             users: user_service,
             credential_store,
             entitlements,

@@ -14,6 +14,7 @@ pub mod principal;
 pub mod rotation;
 pub mod secret;
 pub mod service;
+pub mod session;
 pub mod signing;
 pub mod text;
 pub mod update;
@@ -35,9 +36,10 @@ pub use error::{chain, Cause, CipherError, DomainError, RepositoryError, Unique,
 pub use principal::{Principal, ServiceName};
 pub use secret::{PlainSecret, SecretInput};
 pub use service::{
-    CapabilityChange, CredentialService, CredentialTest, RequestContext, SignInService,
-    TestOutcome, TestResult, UserPorts, UserService,
+    CapabilityChange, CredentialService, CredentialTest, RequestContext, SignInPorts,
+    SignInService, TestOutcome, TestResult, UserPorts, UserService,
 };
+pub use session::{NewSession, PresentedSession, RefreshOutcome, Session, SessionState};
 pub use signing::{HttpMethod, RequestSigner, SignError, SignedRequest, UnsignedRequest};
 pub use update::{plan_update, CredentialUpdate, HalfChange, PlannedChange};
 pub use user::{Email, NewUser, OnboardingProgress, Page, User, UserId, UserPatch};

@@ -24,6 +24,7 @@ use crate::credential::{BindingInput, KeyId, StoredCredential};
 use crate::cutover::{BindingCheck, CutoverMode, CutoverState};
 use crate::error::{CipherError, RepositoryError};
 use crate::secret::PlainSecret;
+use crate::session::{NewSession, Session};
 use crate::user::{Email, NewUser, OnboardingProgress, Page, User, UserId, UserPatch};
 
 #[cfg(any(test, feature = "mock"))]
@@ -258,6 +259,30 @@ pub trait UserRepository: Send + Sync {
     /// were. [`RepositoryError::NotFound`] (and nothing changed) when already deleted or
     /// unknown.
     async fn soft_delete(&self, id: UserId, event: &AuditEvent) -> Result<u64, RepositoryError>;
+}
+
+/// Storage of sign-in sessions (see [`crate::session`]), shared by every replica.
+#[cfg_attr(any(test, feature = "mock"), automock)]
+#[async_trait]
+pub trait SessionRepository: Send + Sync {
+    /// Stores a new session (a sign-in).
+    async fn create(&self, session: &NewSession) -> Result<(), RepositoryError>;
+    /// The session with this id, whatever its state.
+    async fn get(&self, id: &str) -> Result<Option<Session>, RepositoryError>;
+    /// In one transaction: marks `old` replaced at `at` if it is neither replaced nor revoked
+    /// nor expired (one conditional `UPDATE`, its affected rows checked) and then stores `next`.
+    /// `false` (and nothing written) when `old` was not in that state: of two concurrent
+    /// rotations of one session, only one succeeds.
+    async fn rotate(
+        &self,
+        old: &str,
+        next: &NewSession,
+        at: DateTime<Utc>,
+    ) -> Result<bool, RepositoryError>;
+    /// Revokes, at `at`, every session of `family` not yet revoked; answers how many.
+    async fn revoke_family(&self, family: &str, at: DateTime<Utc>) -> Result<u64, RepositoryError>;
+    /// Revokes, at `at`, every session of `user` not yet revoked; answers how many.
+    async fn revoke_user(&self, user: UserId, at: DateTime<Utc>) -> Result<u64, RepositoryError>;
 }
 
 /// Storage of user preferences (a JSON object).

@@ -110,7 +110,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::UtcTimestamp;
+
+    /// Sign-in sessions: one row per refresh token issued (`jti`), grouped by family (`fam`).
+    auth_sessions (id) {
+        id -> Text,
+        family -> Text,
+        user_id -> BigInt,
+        created_at -> UtcTimestamp,
+        expires_at -> UtcTimestamp,
+        replaced_at -> Nullable<UtcTimestamp>,
+        revoked_at -> Nullable<UtcTimestamp>,
+    }
+}
+
 diesel::joinable!(user_preferences -> users (user_id));
+diesel::joinable!(auth_sessions -> users (user_id));
 diesel::joinable!(user_broker_credentials -> users (user_id));
 diesel::joinable!(onboarding_progress -> users (user_id));
 diesel::joinable!(user_capabilities -> users (user_id));
@@ -123,4 +140,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_capabilities,
     credential_audit_events,
     cutover_mode,
+    auth_sessions,
 );

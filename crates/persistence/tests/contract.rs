@@ -14,13 +14,13 @@ mod contract {
     use user_service_domain::cutover::DATABASE_WIDE;
     use user_service_domain::ports::{
         AuditRepository, CapabilityRepository, CredentialMutation, CredentialRepository,
-        CutoverRepository, ModeChange, OnboardingRepository, PreferenceRepository, SystemClock,
-        UserRepository,
+        CutoverRepository, ModeChange, OnboardingRepository, PreferenceRepository,
+        SessionRepository, SystemClock, UserRepository,
     };
     use user_service_domain::{
         AuditAction, AuditEvent, Capability, CredentialService, CredentialUpdate, CutoverMode,
-        Email, KeyId, NewUser, OnboardingProgress, Page, PlainSecret, RepositoryError,
-        RequestContext, SecretInput, Unique, UserId, UserPatch,
+        Email, KeyId, NewSession, NewUser, OnboardingProgress, Page, PlainSecret, RepositoryError,
+        RequestContext, SecretInput, SessionState, Unique, UserId, UserPatch,
     };
     use user_service_persistence::schema::{
         onboarding_progress, user_broker_credentials, user_capabilities, user_preferences, users,
@@ -1112,6 +1112,120 @@ mod contract {
         assert_eq!(rebound.key_id, Some(KeyId::new("k1")));
     }
 
+    // --- sessions ----------------------------------------------------------------------------
+
+    fn session(id: &str, family: &str, user: UserId, days: i64) -> NewSession {
+        NewSession {
+            id: id.into(),
+            family: family.into(),
+            user,
+            expires_at: chrono::Utc::now() + chrono::Duration::days(days),
+        }
+    }
+
+    pub async fn sessions_rotate_once_and_revoke_by_family_and_user(t: &TestDb) {
+        let store = t.db.sessions();
+        let ann = create_user(&t.db, "ann").await;
+        let bob = create_user(&t.db, "bob").await;
+        assert_eq!(store.get("s1").await.unwrap(), None);
+        store.create(&session("s1", "f1", ann, 7)).await.unwrap();
+        store.create(&session("t1", "g1", ann, 7)).await.unwrap();
+        store.create(&session("b1", "h1", bob, 7)).await.unwrap();
+        let stored = store.get("s1").await.unwrap().unwrap();
+        assert_eq!((stored.family.as_str(), stored.user), ("f1", ann));
+        assert_eq!((stored.replaced_at, stored.revoked_at), (None, None));
+        let now = chrono::Utc::now();
+        assert_eq!(stored.state(now), SessionState::Live);
+
+        // Rotation succeeds once: the second attempt (a concurrent loser) writes nothing.
+        assert!(store
+            .rotate("s1", &session("s2", "f1", ann, 7), now)
+            .await
+            .unwrap());
+        assert!(!store
+            .rotate("s1", &session("s3", "f1", ann, 7), now)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get("s1").await.unwrap().unwrap().state(now),
+            SessionState::Replaced
+        );
+        assert_eq!(
+            store.get("s2").await.unwrap().unwrap().state(now),
+            SessionState::Live
+        );
+        assert_eq!(
+            store.get("s3").await.unwrap(),
+            None,
+            "nothing stored for the loser"
+        );
+        // An expired session does not rotate.
+        store.create(&session("old", "f9", ann, -1)).await.unwrap();
+        assert!(!store
+            .rotate("old", &session("new", "f9", ann, 7), now)
+            .await
+            .unwrap());
+        assert_eq!(store.get("new").await.unwrap(), None);
+
+        // Revoking a family ends every session of it, once; other families are kept.
+        assert_eq!(store.revoke_family("f1", now).await.unwrap(), 2);
+        assert_eq!(store.revoke_family("f1", now).await.unwrap(), 0);
+        assert_eq!(
+            store.get("s2").await.unwrap().unwrap().state(now),
+            SessionState::Revoked
+        );
+        assert!(!store
+            .rotate("s2", &session("s4", "f1", ann, 7), now)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get("t1").await.unwrap().unwrap().state(now),
+            SessionState::Live
+        );
+
+        // Revoking a user's sessions leaves other users' alone.
+        assert_eq!(store.revoke_user(ann, now).await.unwrap(), 2, "t1 and old");
+        assert_eq!(
+            store.get("t1").await.unwrap().unwrap().state(now),
+            SessionState::Revoked
+        );
+        assert_eq!(
+            store.get("b1").await.unwrap().unwrap().state(now),
+            SessionState::Live
+        );
+
+        // A new sign-in of ann sweeps her expired sessions; others stay.
+        store.create(&session("t2", "g2", ann, 7)).await.unwrap();
+        assert_eq!(store.get("old").await.unwrap(), None, "expired, swept");
+        assert!(store.get("t1").await.unwrap().is_some());
+
+        // Sessions go with their user.
+        t.with_connection(|c| diesel::delete(users::table.filter(users::id.eq(bob.0))).execute(c))
+            .unwrap();
+        assert_eq!(store.get("b1").await.unwrap(), None);
+    }
+
+    pub async fn concurrent_rotations_of_one_session_let_one_win(t: &TestDb) {
+        let store = t.db.sessions();
+        let ann = create_user(&t.db, "ann").await;
+        store.create(&session("s", "f", ann, 7)).await.unwrap();
+        let now = chrono::Utc::now();
+        let attempts = (0..6).map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .rotate("s", &session(&format!("next{n}"), "f", ann, 7), now)
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut won = 0;
+        for attempt in attempts.collect::<Vec<_>>() {
+            won += usize::from(attempt.await.unwrap());
+        }
+        assert_eq!(won, 1);
+    }
+
     // --- cut-over mode ------------------------------------------------------------------------
 
     async fn open_cutover(t: &TestDb) {
@@ -1369,6 +1483,8 @@ macro_rules! contract_tests {
             a_closed_database_refuses_unbound_and_backward_writes,
             explicit_user_id_is_kept_and_later_ids_do_not_collide,
             concurrent_writers_never_mix_halves_nor_lose_writes,
+            sessions_rotate_once_and_revoke_by_family_and_user,
+            concurrent_rotations_of_one_session_let_one_win,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {

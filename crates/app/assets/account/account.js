@@ -1,9 +1,10 @@
 // The /account page: sign in, then see and change one's broker API keys.
 //
-// Session model: the access and refresh tokens live only in the `session` variable below (never
-// in storage, a cookie or a URL). Reloading the page or closing the tab signs out. An expired
-// access token is renewed once with the refresh token; when that fails too, the page returns to
-// the sign-in form with a message. Text is set with textContent only (broker names come from
+// Session model: the access token lives only in the `session` variable below (never in storage
+// or a URL). The refresh token is kept by the browser in the service's HttpOnly cookie (scoped to
+// /auth, unreadable from this script), so a reload renews the session through /auth/refresh, and
+// signing out calls /auth/logout, which ends the session on the server. An expired access token
+// is renewed once; when that fails too, the page returns to the sign-in form with a message. Text is set with textContent only (broker names come from
 // the server). See docs/account-page.md.
 (function () {
   'use strict';
@@ -197,7 +198,8 @@
   };
 
   // ---- state (memory only) ----
-  var session = { access: null, refresh: null, email: null };
+  var session = { access: null, renewable: false, email: null };
+  var generation = 0; // bumped on every sign-in and sign-out: a late renewal is ignored
   var lang = pickLanguage();
   var credentials = []; // last list answered by the server
   var extraBrokers = []; // custom brokers added on the page, not stored yet
@@ -241,15 +243,21 @@
     this.retryAfter = retryAfter || null;
   }
 
+  // Only the /auth calls that set or use the refresh cookie send and accept cookies; they carry
+  // the header the service requires of cookie-authenticated calls (its CSRF defence).
+  var COOKIE_PATHS = ['/auth/login', '/auth/register', '/auth/refresh', '/auth/logout'];
+
   function send(method, path, body, token) {
     var headers = { Accept: 'application/json', 'Accept-Language': lang };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (token) headers.Authorization = 'Bearer ' + token;
+    var withCookie = COOKIE_PATHS.indexOf(path) >= 0;
+    if (withCookie) headers['X-Requested-With'] = 'user-service';
     return fetch(path, {
       method: method,
       headers: headers,
       body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: 'omit',
+      credentials: withCookie ? 'same-origin' : 'omit',
       cache: 'no-store',
       redirect: 'error'
     }).then(
@@ -275,7 +283,7 @@
   // renewal fails.
   function api(method, path, body) {
     return send(method, path, body, session.access).then(function (answer) {
-      if (answer.status !== 401 || !session.refresh) return answer;
+      if (answer.status !== 401 || !session.renewable) return answer;
       return renew().then(function (renewed) {
         if (!renewed) return answer;
         return send(method, path, body, session.access);
@@ -290,14 +298,15 @@
     });
   }
 
+  // Renews the access token with the refresh cookie (one renewal at a time).
   function renew() {
     if (!refreshing) {
-      var token = session.refresh;
-      refreshing = send('POST', '/auth/refresh', { refresh_token: token }).then(function (answer) {
+      var current = generation;
+      refreshing = send('POST', '/auth/refresh', {}).then(function (answer) {
         refreshing = null;
-        if (answer.status === 200 && answer.data && answer.data.access_token && session.refresh === token) {
+        if (answer.status === 200 && answer.data && answer.data.access_token && generation === current) {
           session.access = answer.data.access_token;
-          session.refresh = answer.data.refresh_token;
+          session.renewable = true;
           return true;
         }
         return false;
@@ -366,7 +375,8 @@
   }
 
   function expire() {
-    session = { access: null, refresh: null, email: null };
+    generation += 1;
+    session = { access: null, renewable: false, email: null };
     credentials = [];
     extraBrokers = [];
     $('cards').textContent = '';
@@ -375,20 +385,28 @@
     say('error', t('expired'));
   }
 
+  // Ends the session on the server too (the refresh cookie's family is revoked and the cookie
+  // cleared), then forgets everything on the page.
   function signOut() {
-    session = { access: null, refresh: null, email: null };
+    var ending = session.renewable ? send('POST', '/auth/logout', {}) : Promise.resolve(null);
+    generation += 1;
+    session = { access: null, renewable: false, email: null };
     credentials = [];
     extraBrokers = [];
     $('cards').textContent = '';
     resetForms();
-    showSignIn();
-    say('info', t('signedOut'));
+    return ending.then(function () {
+      showSignIn();
+      say('info', t('signedOut'));
+    });
   }
 
   // ---- sign-in ----
-  function startSession(tokens, greeting) {
+  // `renewable`: signed in through /auth (the refresh cookie is set), not with a platform token.
+  function startSession(tokens, greeting, renewable) {
+    generation += 1;
     session.access = tokens.access_token;
-    session.refresh = tokens.refresh_token || null;
+    session.renewable = Boolean(renewable);
     resetForms();
     return api('GET', '/auth/me').then(
       function (me) {
@@ -426,7 +444,7 @@
     say('info', t('loading'));
     send('POST', how.path, { email: email, password: password }).then(function (answer) {
       if (answer.status !== how.status) throw new ApiError(answer.status, answer.data, answer.retryAfter);
-      return startSession(answer.data, how.welcome);
+      return startSession(answer.data, how.welcome, true);
     }).catch(function (error) {
       report(error, how.context);
       $(how.form + '-password').focus();
@@ -789,9 +807,18 @@
     $('page-title').setAttribute('tabindex', '-1');
     applyLanguage();
     // With AUTH_MODE=external the /auth routes answer 404: offer the platform-token form.
+    // Otherwise a refresh cookie left by an earlier visit resumes the session.
     send('GET', '/auth/me').then(function (answer) {
       embeddedSignIn = answer.status !== 404;
-      showSignIn();
+      if (!embeddedSignIn) return showSignIn();
+      return send('POST', '/auth/refresh', {}).then(function (renewed) {
+        if (renewed.status === 200 && renewed.data && renewed.data.access_token) {
+          return startSession(renewed.data, null, true).catch(function (error) {
+            report(error, 'resume');
+          });
+        }
+        showSignIn();
+      });
     });
   }
 

@@ -134,6 +134,19 @@ pub enum UsersCommand {
         /// The user's id or e-mail address.
         user: String,
     },
+    /// Set a user's password for the embedded sign-in (same rules as `POST /auth/register`) and
+    /// end every session of the user: its refresh tokens stop working at once.
+    SetPassword {
+        /// The user's id or e-mail address.
+        user: String,
+        /// The new password (as with `users create`; prefer --password-stdin: arguments are
+        /// visible in the process list).
+        #[arg(long, value_parser = secret_arg, required_unless_present = "password_stdin")]
+        password: Option<secrecy::SecretString>,
+        /// Read the new password from the first line of standard input.
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
+    },
 }
 
 /// A command failed; the message is printed on stderr as one line.

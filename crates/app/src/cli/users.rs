@@ -1,5 +1,6 @@
-//! `user-service users create`, `users token`, `grant` and `revoke`: operators' account management, through the
-//! domain's user service like every other way of creating a user.
+//! `user-service users create`, `users token`, `users set-password`, `grant` and `revoke`:
+//! operators' account management, through the domain's services like every other way of
+//! creating a user or setting a password.
 
 use std::io::Write;
 
@@ -24,6 +25,18 @@ pub(super) async fn run(
             print_token,
         } => create(context, &email, password, operator, print_token, out).await,
         UsersCommand::Token { user } => token(context, &user, out).await,
+        UsersCommand::SetPassword {
+            user,
+            password,
+            password_stdin,
+        } => {
+            let password = match password {
+                Some(password) => password,
+                None if password_stdin => read_password_line()?,
+                None => return Err(CommandError("give --password or --password-stdin".into())),
+            };
+            set_password(context, &user, &password, out).await
+        }
     }
 }
 
@@ -41,6 +54,39 @@ async fn token(
     let id = find(context, user).await?;
     let token = tokens.issue_access(&Principal::User(id));
     writeln!(out, "{}", token.expose_secret())?;
+    Ok(())
+}
+
+/// The first line of standard input, without its line ending.
+fn read_password_line() -> Result<SecretString, CommandError> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned());
+    zeroize::Zeroize::zeroize(&mut line);
+    Ok(password)
+}
+
+/// Sets the password of `user` (an id or an e-mail address) and revokes all its sessions.
+async fn set_password(
+    context: &mut Context<'_>,
+    user: &str,
+    password: &SecretString,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let id = find(context, user).await?;
+    let sign_in = &context.services().await?.sign_in;
+    let revoked = sign_in
+        .set_password(id, password)
+        .await
+        .map_err(|error| match error {
+            DomainError::PasswordPolicy(violation) => CommandError(violation.0),
+            other => other.into(),
+        })?;
+    log::warn!(target: "operator", "password of user {id} set from the command line; {revoked} sessions revoked");
+    writeln!(
+        out,
+        "password of user {id} set; {revoked} sessions revoked (its refresh tokens no longer work)"
+    )?;
     Ok(())
 }
 

@@ -128,7 +128,14 @@ mod tests {
             !SCRIPT.contains("localStorage") && !SCRIPT.contains("sessionStorage"),
             "tokens stay in memory"
         );
-        assert!(!SCRIPT.contains("document.cookie"), "no cookie either");
+        assert!(
+            !SCRIPT.contains("document.cookie"),
+            "the refresh cookie is HttpOnly: the script never touches cookies"
+        );
+        assert!(
+            !SCRIPT.contains("refresh_token"),
+            "the script keeps no refresh token: the browser holds it in the HttpOnly cookie"
+        );
         assert!(!SCRIPT.contains(".style"), "no inline style from script");
     }
 

@@ -1,5 +1,14 @@
-//! Embedded sign-in: `POST /auth/register`, `POST /auth/login`, `POST /auth/refresh` and
-//! `GET /auth/me`, for standalone use and the `/account` page.
+//! Embedded sign-in: `POST /auth/register`, `POST /auth/login`, `POST /auth/refresh`,
+//! `POST /auth/logout`, `POST /auth/password` and `GET /auth/me`, for standalone use and the
+//! `/account` page.
+//!
+//! Every refresh token stands for a stored session (docs/security.md, "Sessions"): a refresh
+//! rotates it (the presented token is spent, the new one is of the same family), presenting a
+//! spent token again revokes its whole family, signing out revokes the family and a password
+//! change revokes every session of the user. The refresh token is also set in the
+//! [`REFRESH_COOKIE`] cookie (`HttpOnly; Secure; SameSite=Strict; Path=/auth`), which `refresh`
+//! and `logout` read when the body has no token — then only with the header
+//! `X-Requested-With: user-service`, which a cross-site form cannot send.
 //!
 //! The routes exist only with `AUTH_MODE=embedded` (the default); with `external` they answer
 //! `404` as any unknown path. Register and login are rate-limited per account and client address,
@@ -21,8 +30,11 @@ use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use user_service_crypto::tokens::REFRESH_TOKEN_TTL_SECS;
 use user_service_crypto::{SessionClaims, TokenKind};
-use user_service_domain::{Action, DomainError, Email, Principal, UserId};
+use user_service_domain::{
+    Action, DomainError, Email, NewSession, PresentedSession, Principal, RefreshOutcome, UserId,
+};
 
 use crate::config::AuthMode;
 use crate::http::error::{ApiError, ErrorCode};
@@ -40,6 +52,15 @@ pub const ATTEMPTS_PER_ADDRESS_PER_MINUTE: u32 = 20;
 pub const ATTEMPTS_PER_ACCOUNT_PER_MINUTE: u32 = 100;
 /// Detail of the `401` answered for a wrong password and an unknown e-mail alike.
 pub const INVALID_CREDENTIALS: &str = "Invalid email or password";
+/// Detail of the `401` answered by `POST /auth/password` for a wrong current password.
+pub const WRONG_CURRENT_PASSWORD: &str = "Invalid current password";
+/// Name of the cookie holding the refresh token (`Path=/auth`, so a `__Host-` name is
+/// impossible).
+pub const REFRESH_COOKIE: &str = "user_service_refresh";
+/// Header (and value) a request must carry when its refresh token comes from the cookie.
+pub const CSRF_HEADER: &str = "x-requested-with";
+/// The value of [`CSRF_HEADER`].
+pub const CSRF_VALUE: &str = "user-service";
 
 /// Registers the `/auth/*` routes, active only while `AUTH_MODE=embedded`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -50,6 +71,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(open("/register", "POST").route(web::post().to(register)))
             .service(open("/login", "POST").route(web::post().to(login)))
             .service(open("/refresh", "POST").route(web::post().to(refresh)))
+            .service(open("/logout", "POST").route(web::post().to(logout)))
+            .service(
+                open("/password", "POST")
+                    .route(web::post().to(change_password))
+                    .wrap(Authorize(Action::RegisterSelf)),
+            )
             .service(
                 open("/me", "GET")
                     .route(web::get().to(me))
@@ -72,10 +99,18 @@ pub struct SignInBody {
     password: SecretString,
 }
 
-/// Body of `POST /auth/refresh`.
+/// Body of `POST /auth/refresh` and `POST /auth/logout`; without a token, the cookie's is used.
 #[derive(Debug, Deserialize)]
 pub struct RefreshBody {
-    refresh_token: SecretString,
+    #[serde(default)]
+    refresh_token: Option<SecretString>,
+}
+
+/// Body of `POST /auth/password`. `Debug` shows both passwords as `[REDACTED]`.
+#[derive(Debug, Deserialize)]
+pub struct PasswordBody {
+    current_password: SecretString,
+    new_password: SecretString,
 }
 
 /// `{access_token, refresh_token, token_type: "bearer"}`; only built to be serialised at once.
@@ -86,22 +121,106 @@ struct TokenPair<'a> {
     token_type: &'static str,
 }
 
-/// A fresh access + refresh pair for `user`, never cached by the client or a proxy.
-fn token_pair(state: &AppState, user: UserId, status: StatusCode) -> HttpResponse {
+/// A new session for `user`: in `family` when rotating, in a new family when signing in.
+fn new_session(user: UserId, family: Option<&str>) -> NewSession {
+    let fresh = || uuid::Uuid::new_v4().simple().to_string();
+    NewSession {
+        id: fresh(),
+        family: family.map_or_else(fresh, str::to_owned),
+        user,
+        expires_at: chrono::Utc::now() + chrono::Duration::seconds(REFRESH_TOKEN_TTL_SECS),
+    }
+}
+
+/// `Set-Cookie` value holding the refresh token, for the `/account` page.
+fn refresh_cookie(token: &str) -> String {
+    format!(
+        "{REFRESH_COOKIE}={token}; Path=/auth; Max-Age={REFRESH_TOKEN_TTL_SECS}; HttpOnly; Secure; SameSite=Strict"
+    )
+}
+
+/// `Set-Cookie` value removing the refresh cookie.
+fn cleared_cookie() -> String {
+    format!("{REFRESH_COOKIE}=; Path=/auth; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
+}
+
+/// A fresh access + refresh pair for the stored `session`, never cached by the client or a
+/// proxy; the refresh token is also set in the cookie.
+fn token_pair(state: &AppState, session: &NewSession, status: StatusCode) -> HttpResponse {
     let codec = state.tokens();
-    let access = codec.issue_access(&Principal::User(user));
-    let session = SessionClaims {
-        id: uuid::Uuid::new_v4().simple().to_string(),
-        family: uuid::Uuid::new_v4().simple().to_string(),
+    let access = codec.issue_access(&Principal::User(session.user));
+    let claims = SessionClaims {
+        id: session.id.clone(),
+        family: session.family.clone(),
     };
-    let refresh = codec.issue_refresh(user, &session);
+    let refresh = codec.issue_refresh(session.user, &claims);
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::SET_COOKIE, refresh_cookie(refresh.expose_secret())))
         .json(TokenPair {
             access_token: access.expose_secret(),
             refresh_token: refresh.expose_secret(),
             token_type: "bearer",
         })
+}
+
+/// Starts a new session family for `user` and answers its pair.
+async fn sign_in(
+    state: &AppState,
+    user: UserId,
+    status: StatusCode,
+) -> Result<HttpResponse, ApiError> {
+    let session = new_session(user, None);
+    state.sign_in.start_session(&session).await?;
+    Ok(token_pair(state, &session, status))
+}
+
+/// The refresh token of the request: the body's, or else the cookie's — the latter only with
+/// [`CSRF_HEADER`] set to [`CSRF_VALUE`] (`403` otherwise). `401 Invalid token` when neither.
+fn presented_token(
+    req: &HttpRequest,
+    body: Option<SecretString>,
+) -> Result<SecretString, ApiError> {
+    if let Some(token) = body {
+        return Ok(token);
+    }
+    let cookie = req
+        .headers()
+        .get_all(header::COOKIE)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == REFRESH_COOKIE && !value.is_empty())
+        .map(|(_, value)| SecretString::from(value.to_owned()))
+        .ok_or_else(ApiError::invalid_token)?;
+    let marked = req
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|value| value.to_str().ok())
+        == Some(CSRF_VALUE);
+    if !marked {
+        return Err(ApiError::new(
+            ErrorCode::OperationNotPermitted,
+            "A refresh token from the cookie requires the header X-Requested-With: user-service",
+        ));
+    }
+    Ok(cookie)
+}
+
+/// The session a refresh token claims, once its signature, expiry and kind are checked.
+fn presented_session(state: &AppState, token: &SecretString) -> Result<PresentedSession, ApiError> {
+    let verified = state
+        .tokens()
+        .verify(token.expose_secret())
+        .map_err(|_| ApiError::invalid_token())?;
+    match (verified.kind, verified.principal, verified.session) {
+        (TokenKind::Refresh, Principal::User(user), Some(session)) => Ok(PresentedSession {
+            user,
+            id: session.id,
+            family: session.family,
+        }),
+        _ => Err(ApiError::invalid_token()),
+    }
 }
 
 fn invalid_credentials() -> ApiError {
@@ -122,7 +241,7 @@ pub async fn register(
     limits().check(email.as_str(), client_address(&req))?;
     let user = state.sign_in.register(email, &password).await?;
     log::info!(target: "signin", "user {} registered", user.id);
-    Ok(token_pair(&state, user.id, StatusCode::CREATED))
+    sign_in(&state, user.id, StatusCode::CREATED).await
 }
 
 /// `POST /auth/login {email, password}` → `200` with a token pair, or `401 Invalid email or
@@ -139,7 +258,7 @@ pub async fn login(
     match signed_in {
         Some(id) => {
             log::info!(target: "signin", "user {id} signed in");
-            Ok(token_pair(&state, id, StatusCode::OK))
+            sign_in(&state, id, StatusCode::OK).await
         }
         None => {
             log::info!(target: "signin", "sign-in refused: invalid email or password");
@@ -148,24 +267,87 @@ pub async fn login(
     }
 }
 
-/// `POST /auth/refresh {refresh_token}` → a new pair. Access tokens, expired or forged tokens
-/// and tokens of deleted users get `401 Invalid token`.
+/// `POST /auth/refresh {refresh_token}` (or `{}` with the cookie) → a new pair in the same
+/// session family; the presented token is spent. Access tokens, expired, forged, spent, revoked
+/// or unknown refresh tokens and tokens of deleted users get `401 Invalid token`; a spent token
+/// presented again also revokes its whole family.
 pub async fn refresh(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let verified = state
-        .tokens()
-        .verify(body.refresh_token.expose_secret())
-        .map_err(|_| ApiError::invalid_token())?;
-    let (TokenKind::Refresh, Principal::User(id)) = (verified.kind, verified.principal) else {
-        return Err(ApiError::invalid_token());
-    };
-    match state.users.get(id).await {
-        Ok(user) => Ok(token_pair(&state, user.id, StatusCode::OK)),
-        Err(DomainError::NotFound(_)) => Err(ApiError::invalid_token()),
-        Err(other) => Err(other.into()),
+    let token = presented_token(&req, body.into_inner().refresh_token)?;
+    let presented = presented_session(&state, &token)?;
+    match state.users.get(presented.user).await {
+        Ok(_) => {}
+        Err(DomainError::NotFound(_)) => return Err(ApiError::invalid_token()),
+        Err(other) => return Err(other.into()),
     }
+    let next = new_session(presented.user, Some(&presented.family));
+    match state.sign_in.refresh(&presented, &next).await? {
+        RefreshOutcome::Rotated => Ok(token_pair(&state, &next, StatusCode::OK)),
+        RefreshOutcome::Refused | RefreshOutcome::ReuseDetected => Err(ApiError::invalid_token()),
+    }
+}
+
+/// `POST /auth/logout {refresh_token}` (or `{}` with the cookie) → `204`: the token's session
+/// family is revoked (signing out again is `204` too) and the cookie cleared. A token that is
+/// not a valid refresh token of a stored session gets `401 Invalid token`.
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<RefreshBody>,
+) -> Result<HttpResponse, ApiError> {
+    let token = presented_token(&req, body.into_inner().refresh_token)?;
+    let presented = presented_session(&state, &token)?;
+    if !state.sign_in.end_session(&presented).await? {
+        return Err(ApiError::invalid_token());
+    }
+    log::info!(target: "signin", "user {} signed out", presented.user);
+    Ok(HttpResponse::NoContent()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::SET_COOKIE, cleared_cookie()))
+        .finish())
+}
+
+/// `POST /auth/password {current_password, new_password}` (bearer access token) → `200` with a
+/// fresh pair in a new session family: every earlier session of the user is revoked (access
+/// tokens do not name their session, so the caller's own is renewed rather than kept). A wrong
+/// current password gets `401 Invalid current password` (code `invalid_credentials`); a new
+/// password breaking the policy `422` naming the rule. Rate-limited like sign-in.
+pub async fn change_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Json<PasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    let PasswordBody {
+        current_password,
+        new_password,
+    } = body.into_inner();
+    user_service_domain::password::check_policy(&new_password)
+        .map_err(|violation| ApiError::invalid_field("new_password", violation.0))?;
+    let user = state.users.get(caller.user_id).await?;
+    limits().check(user.email.as_str(), client_address(&req))?;
+    let changed = state
+        .sign_in
+        .change_password(user.id, &current_password, &new_password)
+        .await
+        .map_err(|error| match error {
+            DomainError::PasswordPolicy(violation) => {
+                ApiError::invalid_field("new_password", violation.0)
+            }
+            other => other.into(),
+        })?;
+    if !changed {
+        log::info!(target: "signin", "password change refused for user {}: wrong current password", user.id);
+        return Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
+            WRONG_CURRENT_PASSWORD,
+        ));
+    }
+    log::info!(target: "signin", "user {} changed its password; its other sessions are revoked", user.id);
+    sign_in(&state, user.id, StatusCode::OK).await
 }
 
 /// `GET /auth/me` (bearer access token) → the caller's profile.

@@ -15,6 +15,7 @@ mod openapi;
 mod outage;
 mod reload;
 mod rotation;
+mod sessions;
 mod smoke;
 mod stub;
 mod support;

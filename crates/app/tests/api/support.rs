@@ -473,6 +473,26 @@ impl TestServer {
             .expect("run user-service")
     }
 
+    /// Runs a command of the same binary with the server's environment, `input` on its standard
+    /// input; returns the whole output, whatever the exit status.
+    pub fn cli_with_input(&self, args: &[&str], input: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .command(args, &[])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn user-service");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("run user-service")
+    }
+
     /// Spawns a command of the same binary (for tests that kill it).
     pub fn spawn_cli(&self, args: &[&str], overrides: &[(&str, &str)]) -> Child {
         self.command(args, overrides)

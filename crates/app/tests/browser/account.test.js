@@ -350,6 +350,41 @@ test('an expired access token is renewed, an expired session returns to sign-in'
   assert.ok(!(await page.content()).includes('bob-ibkr'), 'typed values are gone');
 });
 
+test('the session survives a reload; signing out ends it on the server', async (t) => {
+  const page = await openPage(t);
+  await register(page, 'heidi@example.com', 'Heidi-Horse-9-battery-1');
+  await signedIn(page);
+  const refreshCookie = async () =>
+    (await page.context().cookies()).find((cookie) => cookie.name === 'user_service_refresh');
+  const first = await refreshCookie();
+  assert.ok(first, 'the refresh cookie is set');
+  assert.equal(first.httpOnly, true);
+  assert.equal(first.secure, true);
+  assert.equal(first.sameSite, 'Strict');
+  assert.equal(first.path, '/auth');
+  assert.equal(await page.evaluate(() => document.cookie), '', 'the script cannot read it');
+  assert.deepEqual(await page.evaluate(() => [localStorage.length, sessionStorage.length]), [0, 0]);
+
+  // A reload resumes the session through the cookie (and rotates it).
+  await page.reload();
+  await signedIn(page);
+  assert.ok((await page.textContent('#whoami')).includes('heidi@example.com'));
+  const rotated = await refreshCookie();
+  assert.notEqual(rotated.value, first.value, 'the refresh token was rotated');
+
+  // Signing out ends the session on the server: the cookie is cleared and the last refresh
+  // token no longer works, even for someone who kept a copy.
+  await page.click('#sign-out');
+  await expectMessage(page, 'info', 'You are signed out.');
+  assert.equal(await refreshCookie(), undefined, 'the cookie is cleared');
+  const reused = await page.request.post(`${BASE}/auth/refresh`, { data: { refresh_token: rotated.value } });
+  assert.equal(reused.status(), 401);
+
+  await page.reload();
+  await page.waitForSelector('#signin-view:not([hidden])');
+  assert.ok(await page.locator('#credentials-view').isHidden());
+});
+
 test('a misconfigured encryption key is explained', async (t) => {
   const page = await openPage(t, { base: NO_KEY_BASE });
   await register(page, 'erin@example.com', 'Erin-Horse-9-battery');

@@ -6,7 +6,7 @@ mod sign_in;
 mod users;
 
 pub use credentials::{status_of, CredentialService, CredentialTest, TestOutcome, TestResult};
-pub use sign_in::SignInService;
+pub use sign_in::{SignInPorts, SignInService};
 pub use users::{CapabilityChange, UserPorts, UserService};
 
 use crate::user::UserId;

@@ -6,6 +6,7 @@ mod credentials;
 mod cutover;
 mod onboarding;
 mod preferences;
+mod sessions;
 mod users;
 
 use crate::database::Database;
@@ -68,6 +69,11 @@ store!(
     /// Credential audit events (`credential_audit_events`): implements `AuditRepository`.
     AuditStore,
     audit
+);
+store!(
+    /// Sign-in sessions (`auth_sessions`): implements `SessionRepository`.
+    SessionStore,
+    sessions
 );
 
 /// `LIMIT`/`OFFSET` values from a page (offsets beyond `i64` are clamped: they match nothing).
