@@ -22,7 +22,7 @@ pub struct AuditPage {
 }
 
 /// `GET /users/me/broker-credentials/audit?limit&offset`: the caller's own trail.
-#[utoipa::path(get, path = "/users/me/broker-credentials/audit", tag = "credentials", security(("bearer" = [])), params(PageQuery),
+#[utoipa::path(get, path = "/users/me/broker-credentials/audit", operation_id = "list_own_audit", tag = "credentials", security(("bearer" = [])), params(PageQuery),
     responses((status = 200, body = AuditPage), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_own(
     state: web::Data<AppState>,
@@ -34,7 +34,7 @@ pub async fn list_own(
 }
 
 /// `GET /users/{user_id}/broker-credentials/audit?limit&offset` (operators).
-#[utoipa::path(get, path = "/users/{user_id}/broker-credentials/audit", tag = "operators", security(("bearer" = [])), params(("user_id" = i64, Path), PageQuery),
+#[utoipa::path(get, path = "/users/{user_id}/broker-credentials/audit", operation_id = "list_other_audit", tag = "operators", security(("bearer" = [])), params(("user_id" = i64, Path), PageQuery),
     responses((status = 200, body = AuditPage), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_other(
     state: web::Data<AppState>,

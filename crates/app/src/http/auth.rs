@@ -37,7 +37,7 @@ use user_service_domain::{
 };
 
 use crate::config::AuthMode;
-use crate::http::error::{ApiError, ErrorCode};
+use crate::http::error::{ApiError, ErrorBody, ErrorCode};
 use crate::http::middleware::{Authorize, Caller};
 use crate::state::AppState;
 
@@ -93,24 +93,55 @@ fn embedded(ctx: &GuardContext<'_>) -> bool {
 
 /// Body of `POST /auth/register` and `POST /auth/login`. `Debug` shows the password as
 /// `[REDACTED]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SignInBody {
+    /// E-mail address (trimmed, lower-cased).
+    #[schema(
+        value_type = String,
+        pattern = r"^[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^@\s\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]+@[^@\s.\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]+(\.[^@\s.\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]+)+[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$",
+        max_length = 255,
+        example = "trader@example.com"
+    )]
     email: String,
+    /// 12 to 256 characters with an upper-case letter, a lower-case letter, a digit and a
+    /// symbol (checked on register; on login any string is compared).
+    #[schema(value_type = String, format = Password, max_length = 1024, example = "Correct-Horse-9!")]
     password: SecretString,
 }
 
 /// Body of `POST /auth/refresh` and `POST /auth/logout`; without a token, the cookie's is used.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RefreshBody {
+    /// The refresh token of the pair; absent: the `user_service_refresh` cookie's, which is only
+    /// read with the header `X-Requested-With: user-service`.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     refresh_token: Option<SecretString>,
 }
 
 /// Body of `POST /auth/password`. `Debug` shows both passwords as `[REDACTED]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PasswordBody {
+    /// The password in use.
+    #[schema(value_type = String, format = Password, max_length = 1024)]
     current_password: SecretString,
+    /// 12 to 256 characters with an upper-case letter, a lower-case letter, a digit and a symbol.
+    #[schema(value_type = String, format = Password, max_length = 1024)]
     new_password: SecretString,
+}
+
+/// The token pair a sign-in answers (documentation of [`TokenPair`], which borrows its strings).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(as = TokenPair)]
+#[allow(dead_code)]
+pub struct TokenPairSchema {
+    /// Bearer token for every API route; lasts 15 minutes.
+    access_token: String,
+    /// Token for `POST /auth/refresh` and `POST /auth/logout`; lasts 7 days, spent on use.
+    refresh_token: String,
+    /// Always `bearer`.
+    #[schema(example = "bearer")]
+    token_type: String,
 }
 
 /// `{access_token, refresh_token, token_type: "bearer"}`; only built to be serialised at once.
@@ -230,6 +261,8 @@ fn invalid_credentials() -> ApiError {
 /// `POST /auth/register {email, password}`: creates an active user with an argon2id hash and
 /// signs it in (`201` with a token pair). `422` names the password rule; `409` when the e-mail
 /// is taken.
+#[utoipa::path(post, path = "/auth/register", operation_id = "sign_up", tag = "sign-in", request_body = SignInBody,
+    responses((status = 201, description = "Account created and signed in; the refresh token is also set as an HttpOnly cookie", body = TokenPairSchema), (status = 409, description = "Email already registered", body = ErrorBody), (status = 422, description = "Invalid e-mail, or a password breaking the policy (the rule is named)", body = ErrorBody), (status = 429, description = "Too many attempts for this account or address; `Retry-After` says when", body = ErrorBody)))]
 pub async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -246,6 +279,8 @@ pub async fn register(
 
 /// `POST /auth/login {email, password}` → `200` with a token pair, or `401 Invalid email or
 /// password` for a wrong password, an unknown e-mail and an account without a password alike.
+#[utoipa::path(post, path = "/auth/login", operation_id = "sign_in", tag = "sign-in", request_body = SignInBody,
+    responses((status = 200, description = "Signed in; the refresh token is also set as an HttpOnly cookie", body = TokenPairSchema), (status = 401, description = "Invalid email or password (the same answer for an unknown e-mail)", body = ErrorBody), (status = 422, description = "Invalid e-mail", body = ErrorBody), (status = 429, description = "Too many attempts for this account or address; `Retry-After` says when", body = ErrorBody)))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -271,6 +306,8 @@ pub async fn login(
 /// session family; the presented token is spent. Access tokens, expired, forged, spent, revoked
 /// or unknown refresh tokens and tokens of deleted users get `401 Invalid token`; a spent token
 /// presented again also revokes its whole family.
+#[utoipa::path(post, path = "/auth/refresh", tag = "sign-in", request_body = RefreshBody,
+    responses((status = 200, description = "A new pair in the same session; the presented refresh token is spent", body = TokenPairSchema), (status = 401, description = "Invalid token: not a refresh token of a live session (a spent one also ends its session family)", body = ErrorBody), (status = 403, description = "The cookie was to be used without the `X-Requested-With: user-service` header", body = ErrorBody)))]
 pub async fn refresh(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -293,6 +330,8 @@ pub async fn refresh(
 /// `POST /auth/logout {refresh_token}` (or `{}` with the cookie) → `204`: the token's session
 /// family is revoked (signing out again is `204` too) and the cookie cleared. A token that is
 /// not a valid refresh token of a stored session gets `401 Invalid token`.
+#[utoipa::path(post, path = "/auth/logout", tag = "sign-in", request_body = RefreshBody,
+    responses((status = 204, description = "Signed out: the session family is revoked and the cookie cleared"), (status = 401, description = "Invalid token", body = ErrorBody), (status = 403, description = "The cookie was to be used without the `X-Requested-With: user-service` header", body = ErrorBody)))]
 pub async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -315,6 +354,8 @@ pub async fn logout(
 /// tokens do not name their session, so the caller's own is renewed rather than kept). A wrong
 /// current password gets `401 Invalid current password` (code `invalid_credentials`); a new
 /// password breaking the policy `422` naming the rule. Rate-limited like sign-in.
+#[utoipa::path(post, path = "/auth/password", tag = "sign-in", security(("bearer" = [])), request_body = PasswordBody,
+    responses((status = 200, description = "Password changed; every earlier session is ended and a fresh pair returned", body = TokenPairSchema), (status = 401, description = "Missing or invalid token, or the current password is wrong", body = ErrorBody), (status = 403, description = "A service principal has no password", body = ErrorBody), (status = 404, description = "The account no longer exists", body = ErrorBody), (status = 422, description = "The new password breaks the policy (the rule is named)", body = ErrorBody), (status = 429, description = "Too many attempts; `Retry-After` says when", body = ErrorBody)))]
 pub async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -351,6 +392,8 @@ pub async fn change_password(
 }
 
 /// `GET /auth/me` (bearer access token) → the caller's profile.
+#[utoipa::path(get, path = "/auth/me", tag = "sign-in", security(("bearer" = [])),
+    responses((status = 200, description = "The signed-in user's profile", body = user_service_domain::User), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "A service principal has no profile", body = ErrorBody), (status = 404, description = "The account no longer exists", body = ErrorBody)))]
 pub async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let user = state.users.get(caller.user_id).await?;
     Ok(HttpResponse::Ok()

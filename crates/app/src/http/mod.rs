@@ -9,6 +9,7 @@ pub mod limits;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+mod openapi_text;
 pub mod service;
 pub mod users;
 

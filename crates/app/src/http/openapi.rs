@@ -5,7 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::error::{ErrorBody, ErrorCode, FieldError};
-use crate::http::{audit, credentials, service, users};
+use crate::http::openapi_text::Prose;
+use crate::http::{audit, auth, credentials, service, users};
 
 /// Routes that serve the same operation as another path (the original service's aliases).
 const ALIASES: &[(&str, &str, &[&str])] = &[
@@ -30,6 +31,12 @@ const ALIASES: &[(&str, &str, &[&str])] = &[
                        Errors are `{detail, code, request_id}`; every response carries `X-Request-ID`.",
     ),
     paths(
+        auth::register,
+        auth::login,
+        auth::refresh,
+        auth::logout,
+        auth::change_password,
+        auth::me,
         credentials::list_own,
         credentials::update_own,
         credentials::delete_own,
@@ -57,9 +64,10 @@ const ALIASES: &[(&str, &str, &[&str])] = &[
         service::ready,
         service::metrics,
     ),
-    components(schemas(ErrorBody, ErrorCode, FieldError, users::OnboardingStepName)),
-    modifiers(&Security, &Aliases, &CommonStatuses),
+    components(schemas(ErrorBody, ErrorCode, FieldError, users::OnboardingStepName, auth::TokenPairSchema)),
+    modifiers(&Security, &Aliases, &CommonStatuses, &Prose),
     tags(
+        (name = "sign-in", description = "Embedded sign-in (AUTH_MODE=embedded, the default; with external these routes answer 404): how to get a token for the routes below"),
         (name = "credentials", description = "The caller's broker credentials (can.use_users)"),
         (name = "operators", description = "Other accounts' credentials (can.use_users + can.manage_users)"),
         (name = "users", description = "Profiles"),
@@ -98,7 +106,10 @@ impl Modify for Aliases {
             let mut alias_item = item.clone();
             // POST on the alias is the original's way to PUT.
             if methods.contains(&"post") {
-                alias_item.post = item.put.clone();
+                alias_item.post = item.put.clone().map(|mut operation| {
+                    operation.operation_id = operation.operation_id.map(|id| format!("{id}_post"));
+                    operation
+                });
             }
             for operation in [
                 &mut alias_item.get,
