@@ -130,7 +130,8 @@ pub struct PasswordBody {
     new_password: SecretString,
 }
 
-/// The token pair a sign-in answers (documentation of [`TokenPair`], which borrows its strings).
+// Documentation only: the `TokenPair` sent borrows its strings, which a schema cannot.
+/// The token pair a sign-in answers.
 #[derive(Debug, utoipa::ToSchema)]
 #[schema(as = TokenPair)]
 #[allow(dead_code)]
