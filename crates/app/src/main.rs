@@ -2,14 +2,17 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use user_service::cli::{self, Cli, Command};
 use user_service::config::{AppEnv, Settings};
 use user_service::startup::{build_state, Application};
 use user_service_domain::chain;
 
 fn main() -> ExitCode {
-    let args = Cli::parse();
+    let args = match Cli::from_arg_matches(&cli::command().get_matches()) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(error) => {

@@ -149,6 +149,32 @@ pub enum UsersCommand {
     },
 }
 
+/// The command line with, under every command's `--help`, the environment variables it reads:
+/// every command is configured like the server (the settings of `docs/configuration.md`).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let environment = environment_help();
+    with_help(Cli::command(), &environment)
+}
+
+fn with_help(command: clap::Command, text: &str) -> clap::Command {
+    let text = text.to_owned();
+    command
+        .after_help(text.clone())
+        .mut_subcommands(move |sub| with_help(sub, &text))
+}
+
+/// The text listing the variables: the declared settings, then the secrets.
+fn environment_help() -> String {
+    let settings: Vec<&str> = config::DECLARED.iter().map(|d| d.variable).collect();
+    format!(
+        "Environment (read by every command, as by the server; docs/configuration.md):\n  \
+         {}\n  secrets: BROKER_CREDENTIALS_ENCRYPTION_KEY, JWT_SECRET, DATABASE_URL (each also \
+         as *_FILE); VAULT_* or DOPPLER_* with SECRET_MANAGER_PROVIDER; RUST_LOG",
+        settings.join(", ")
+    )
+}
+
 /// A command failed; the message is printed on stderr as one line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -269,4 +295,47 @@ pub async fn run(
 /// parsed command shows `[REDACTED]`).
 fn secret_arg(value: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
     Ok(secrecy::SecretString::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    #[test]
+    fn every_commands_help_lists_the_environment_it_reads() {
+        let mut root = super::command();
+        let paths: &[&[&str]] = &[
+            &[],
+            &["serve"],
+            &["migrate"],
+            &["keys", "rotate"],
+            &["cutover", "close"],
+            &["users", "create"],
+            &["users", "token"],
+            &["users", "set-password"],
+            &["grant"],
+            &["smoke"],
+        ];
+        for path in paths {
+            let mut command = &mut root;
+            for name in *path {
+                command = command
+                    .find_subcommand_mut(name)
+                    .unwrap_or_else(|| panic!("no command {path:?}"));
+            }
+            let help = command.render_help().to_string();
+            for variable in [
+                "APP_ENV",
+                "DATABASE_URL",
+                "USER_SERVICE_DATA_DIR",
+                "JWT_SECRET",
+                "BROKER_CREDENTIALS_ENCRYPTION_KEY",
+            ] {
+                assert!(
+                    help.contains(variable),
+                    "{path:?} --help lacks {variable}:\n{help}"
+                );
+            }
+        }
+    }
 }
