@@ -239,8 +239,14 @@ fn presented_token(
     Ok(cookie)
 }
 
-/// The session a refresh token claims, once its signature, expiry and kind are checked.
-fn presented_session(state: &AppState, token: &SecretString) -> Result<PresentedSession, ApiError> {
+/// The session the request's refresh token (body or cookie, see [`presented_token`]) claims,
+/// once its signature, expiry and kind are checked.
+fn presented_session(
+    state: &AppState,
+    req: &HttpRequest,
+    body: RefreshBody,
+) -> Result<PresentedSession, ApiError> {
+    let token = presented_token(req, body.refresh_token)?;
     let verified = state
         .tokens()
         .verify(token.expose_secret())
@@ -314,8 +320,7 @@ pub async fn refresh(
     req: HttpRequest,
     body: web::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = presented_token(&req, body.into_inner().refresh_token)?;
-    let presented = presented_session(&state, &token)?;
+    let presented = presented_session(&state, &req, body.into_inner())?;
     match state.users.get(presented.user).await {
         Ok(_) => {}
         Err(DomainError::NotFound(_)) => return Err(ApiError::invalid_token()),
@@ -338,8 +343,7 @@ pub async fn logout(
     req: HttpRequest,
     body: web::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = presented_token(&req, body.into_inner().refresh_token)?;
-    let presented = presented_session(&state, &token)?;
+    let presented = presented_session(&state, &req, body.into_inner())?;
     if !state.sign_in.end_session(&presented).await? {
         return Err(ApiError::invalid_token());
     }
@@ -468,23 +472,16 @@ impl SignInLimits {
     pub fn check(&self, account: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
         self.tidy();
         if let Some(address) = address {
-            if let Err(not_until) = self.addresses.check_key(&address) {
-                let wait = not_until.wait_time_from(self.addresses.clock().now());
-                log::warn!(target: "signin", "sign-in rate limit reached for address {address}");
-                return Err(ApiError::too_many_requests(retry_after_secs(wait)));
-            }
+            admit(&self.addresses, &address, || {
+                format!("sign-in rate limit reached for address {address}")
+            })?;
         }
-        if let Err(not_until) = self.pairs.check_key(&(account.to_owned(), address)) {
-            let wait = not_until.wait_time_from(self.pairs.clock().now());
-            log::warn!(target: "signin", "sign-in rate limit reached for one account from one address");
-            return Err(ApiError::too_many_requests(retry_after_secs(wait)));
-        }
-        if let Err(not_until) = self.accounts.check_key(&account.to_owned()) {
-            let wait = not_until.wait_time_from(self.accounts.clock().now());
-            log::warn!(target: "signin", "sign-in ceiling reached for one account");
-            return Err(ApiError::too_many_requests(retry_after_secs(wait)));
-        }
-        Ok(())
+        admit(&self.pairs, &(account.to_owned(), address), || {
+            "sign-in rate limit reached for one account from one address".to_owned()
+        })?;
+        admit(&self.accounts, &account.to_owned(), || {
+            "sign-in ceiling reached for one account".to_owned()
+        })
     }
 
     fn tidy(&self) {
@@ -497,6 +494,23 @@ impl SignInLimits {
             self.addresses.shrink_to_fit();
         }
     }
+}
+
+/// Counts one attempt in `limiter`'s bucket for `key`; over the limit, logs `why` (never an
+/// e-mail address) and answers `429` with `Retry-After`.
+fn admit<K>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+    why: impl FnOnce() -> String,
+) -> Result<(), ApiError>
+where
+    K: Clone + Eq + std::hash::Hash,
+{
+    limiter.check_key(key).map_err(|not_until| {
+        log::warn!(target: "signin", "{}", why());
+        let wait = not_until.wait_time_from(limiter.clock().now());
+        ApiError::too_many_requests(retry_after_secs(wait))
+    })
 }
 
 /// Whole seconds to wait, rounded up, at least one.

@@ -111,15 +111,7 @@ impl Modify for Aliases {
                     operation
                 });
             }
-            for operation in [
-                &mut alias_item.get,
-                &mut alias_item.put,
-                &mut alias_item.post,
-                &mut alias_item.delete,
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for operation in operations_mut(&mut alias_item) {
                 operation.operation_id = operation
                     .operation_id
                     .as_ref()
@@ -155,16 +147,7 @@ impl Modify for CommonStatuses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
             let shared_parameters = item.parameters.as_ref().is_some_and(|p| !p.is_empty());
-            for operation in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for operation in operations_mut(item) {
                 let mut add = Vec::new();
                 if operation.request_body.is_some() {
                     add.push(("400", "Malformed JSON, or a rule the schema cannot express"));
@@ -188,6 +171,21 @@ impl Modify for CommonStatuses {
             }
         }
     }
+}
+
+/// Every operation of a path item (the methods this service serves).
+pub(super) fn operations_mut(
+    item: &mut utoipa::openapi::path::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// The document as served, pretty-printed (also the committed snapshot `docs/openapi.json`).

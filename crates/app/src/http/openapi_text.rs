@@ -7,6 +7,8 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::{OpenApi, RefOr};
 use utoipa::Modify;
 
+use crate::http::openapi::operations_mut;
+
 /// Summary of each operation, by operation id (aliases: the id of the operation they repeat,
 /// followed by `_alias`).
 const SUMMARIES: &[(&str, &str)] = &[
@@ -144,18 +146,7 @@ impl Prose {
 impl Modify for Prose {
     fn modify(&self, openapi: &mut OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            for operation in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                Self::apply(operation);
-            }
+            operations_mut(item).for_each(Self::apply);
         }
     }
 }
