@@ -43,6 +43,12 @@ callgrind scenario="get" requests="1000":
 bench-rotation rows="100000":
     bash scripts/bench/rotation.sh {{rows}}
 
+# Several replicas behind HAProxy on a PostgreSQL primary with a synchronous standby: key rotation,
+# a wrong rotation, a killed replica, shared sign-in throttling and a failover, under load; one line
+# per scenario (docs/operations.md). E.g. `just fleet`, `just fleet failover`.
+fleet *scenarios:
+    bash scripts/fleet/run.sh {{scenarios}}
+
 # schemathesis against a real server: the served OpenAPI document must be exact (docs/contract.md).
 schemathesis seconds="150":
     cargo build -q -p user-service
