@@ -17,6 +17,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use user_service_persistence::redact;
 
+use super::TrustedProxies;
+
 /// Where the service runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -219,6 +221,10 @@ settings! {
     connection_tests_per_user_per_minute: u32 = Some("5");
     /// Connection tests all users together may run a minute, per replica (429 above).
     connection_tests_per_minute: u32 = Some("60");
+    /// Balancers whose `X-Forwarded-For` is believed: comma-separated addresses or CIDR blocks.
+    /// From such a peer, the client is the right-most forwarded address that is not one of them
+    /// (sign-in throttling counts it); unset, the TCP peer is the client.
+    trusted_proxies: Option<TrustedProxies> = None;
 }
 
 /// The variable, with the value only when it is not the database URL (which holds a password).
@@ -352,7 +358,7 @@ impl Settings {
     pub fn summary(&self) -> String {
         format!(
             "app_env={:?} bind={}:{} database={} pool={} run_migrations={} key_required={} require_binding={} \
-             secret_manager={} entitlements={:?} auth_mode={:?} log_format={:?} max_body_bytes={}",
+             secret_manager={} entitlements={:?} auth_mode={:?} log_format={:?} max_body_bytes={} trusted_proxies={:?}",
             self.app_env,
             self.host,
             self.port,
@@ -366,6 +372,7 @@ impl Settings {
             self.auth_mode,
             self.log_format,
             self.max_body_bytes,
+            self.trusted_proxies.clone().unwrap_or_default(),
         )
     }
 }

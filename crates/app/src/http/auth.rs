@@ -406,11 +406,25 @@ pub async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpRespon
         .json(user))
 }
 
-/// The address a sign-in attempt is counted against: the TCP peer (a forwarded-for header is
-/// not trusted: anyone could rotate it), with IPv6 addresses grouped by /64, the block one
-/// subscriber usually holds.
+/// The address a sign-in attempt is counted against: the TCP peer, or behind a balancer listed in
+/// `TRUSTED_PROXIES` the client it forwarded for (right-most untrusted `X-Forwarded-For` entry;
+/// any other peer's header is ignored: anyone could rotate it), with IPv6 addresses grouped by
+/// /64, the block one subscriber usually holds.
 pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
-    req.peer_addr().map(|peer| match peer.ip() {
+    let peer = req.peer_addr()?.ip();
+    let trusted = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| state.settings.trusted_proxies.as_ref());
+    let address = match trusted {
+        Some(trusted) => trusted.client(
+            peer,
+            req.headers()
+                .get_all("x-forwarded-for")
+                .filter_map(|value| value.to_str().ok()),
+        ),
+        None => peer,
+    };
+    Some(match address {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
             None => {

@@ -515,3 +515,67 @@ fn failed_sign_ins_from_one_address_do_not_lock_the_owner_out() {
     // And the guesser is still refused, even with the right password.
     assert_eq!(server.post_from(attacker, "/auth/login", &right).0, 429);
 }
+
+/// Sends wrong passwords for `email` as `clients` (one `X-Forwarded-For` value each, from the
+/// usual 127.0.0.1 peer); returns the statuses.
+fn guesses(server: &TestServer, email: &str, clients: &[String]) -> Vec<u16> {
+    let wrong = json!({"email": email, "password": "Wrong-Guess-000"});
+    clients
+        .iter()
+        .map(|client| {
+            server
+                .call_with(
+                    "POST",
+                    "/auth/login",
+                    None,
+                    Some(wrong.clone()),
+                    &[("X-Forwarded-For", client)],
+                )
+                .status
+        })
+        .collect()
+}
+
+#[test]
+fn behind_a_trusted_balancer_sign_in_counts_the_forwarded_client() {
+    let Some(server) =
+        TestServer::start(Backend::Sqlite, &[("TRUSTED_PROXIES", Some("127.0.0.1"))])
+    else {
+        return;
+    };
+    let right = json!({"email": "target@example.com", "password": "Correct-Horse-9!"});
+    let registered = server.call("POST", "/auth/register", None, Some(right.clone()));
+    assert_eq!(registered.status, 201, "{}", registered.text);
+    // The guesser writes a different left-most entry each time; the balancer's own entry (the
+    // right-most) is what counts, so the guesser is stopped all the same.
+    let spoofed: Vec<String> = (0..7)
+        .map(|n| format!("198.51.100.{n}, 203.0.113.9"))
+        .collect();
+    let statuses = guesses(&server, "target@example.com", &spoofed);
+    assert!(
+        statuses.contains(&401) && statuses.ends_with(&[429, 429]),
+        "the guesser is stopped: {statuses:?}"
+    );
+    // The owner, another client of the same balancer, is not.
+    let owner = server.call_with(
+        "POST",
+        "/auth/login",
+        None,
+        Some(right),
+        &[("X-Forwarded-For", "203.0.113.20")],
+    );
+    assert_eq!(owner.status, 200, "{}", owner.text);
+}
+
+#[test]
+fn without_trusted_proxies_a_forwarded_header_changes_nothing() {
+    let Some(server) = TestServer::start(Backend::Sqlite, &[]) else {
+        return;
+    };
+    let rotating: Vec<String> = (0..7).map(|n| format!("203.0.113.{n}")).collect();
+    let statuses = guesses(&server, "anyone@example.com", &rotating);
+    assert!(
+        statuses.ends_with(&[429, 429]),
+        "a rotated header does not buy attempts: {statuses:?}"
+    );
+}
