@@ -9,6 +9,7 @@ use user_service_domain::{CredentialService, SignInService, UserService};
 use user_service_persistence::Database;
 
 use crate::config::{KeyHolder, Settings};
+use crate::http::auth::SignInLimits;
 use crate::http::error::ApiError;
 use crate::http::limits::RequestLimits;
 use crate::http::metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Limits of the connection test (per user and global).
     pub connection_tests: RequestLimits,
+    /// Sign-in throttling, in the database (shared by every replica).
+    pub sign_in_limits: SignInLimits,
     tokens: RwLock<Arc<TokenCodec>>,
 }
 
@@ -79,6 +82,7 @@ impl AppState {
             parts.settings.connection_tests_per_user_per_minute,
             parts.settings.connection_tests_per_minute,
         );
+        let sign_in_limits = SignInLimits::standard(Arc::new(parts.database.throttle()));
         Self {
             settings: parts.settings,
             database: parts.database,
@@ -91,6 +95,7 @@ impl AppState {
             probe: parts.probe,
             metrics: Metrics::default(),
             connection_tests,
+            sign_in_limits,
             tokens: RwLock::new(Arc::new(parts.tokens)),
         }
     }

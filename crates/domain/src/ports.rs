@@ -285,6 +285,22 @@ pub trait SessionRepository: Send + Sync {
     async fn revoke_user(&self, user: UserId, at: DateTime<Utc>) -> Result<u64, RepositoryError>;
 }
 
+/// Rate-limit buckets shared by every replica (sign-in throttling).
+#[cfg_attr(any(test, feature = "mock"), automock)]
+#[async_trait]
+pub trait ThrottleRepository: Send + Sync {
+    /// Counts one attempt at `now` in `bucket`, which allows `per_minute` attempts in a burst and
+    /// then one every `60 / per_minute` seconds (GCRA). `None`: admitted and counted;
+    /// `Some(wait)`: refused, nothing counted, the next attempt is admitted after `wait`. Of
+    /// concurrent attempts on the last slot, exactly one is admitted.
+    async fn admit(
+        &self,
+        bucket: &str,
+        per_minute: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<std::time::Duration>, RepositoryError>;
+}
+
 /// Storage of user preferences (a JSON object).
 #[cfg_attr(any(test, feature = "mock"), automock)]
 #[async_trait]

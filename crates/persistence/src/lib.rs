@@ -14,6 +14,6 @@ pub use database::{Database, PoolStatus, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS}
 pub use error::DatabaseError;
 pub use repositories::{
     AuditStore, CapabilityStore, CredentialStore, CutoverStore, OnboardingStore, PreferenceStore,
-    SessionStore, UserStore,
+    SessionStore, ThrottleStore, UserStore,
 };
 pub use url::{redact, Backend, DatabaseUrl, SqliteLocation};

@@ -15,7 +15,7 @@ mod contract {
     use user_service_domain::ports::{
         AuditRepository, CapabilityRepository, CredentialMutation, CredentialRepository,
         CutoverRepository, ModeChange, OnboardingRepository, PreferenceRepository,
-        SessionRepository, SystemClock, UserRepository,
+        SessionRepository, SystemClock, ThrottleRepository, UserRepository,
     };
     use user_service_domain::{
         AuditAction, AuditEvent, Capability, CredentialService, CredentialUpdate, CutoverMode,
@@ -1226,6 +1226,51 @@ mod contract {
         assert_eq!(won, 1);
     }
 
+    // --- sign-in throttling --------------------------------------------------------------------
+
+    pub async fn throttle_buckets_admit_a_burst_then_refuse_with_the_wait(t: &TestDb) {
+        let store = t.db.throttle();
+        let now = chrono::Utc::now();
+        for _ in 0..5 {
+            assert_eq!(store.admit("a", 5, now).await.unwrap(), None);
+        }
+        let wait = store
+            .admit("a", 5, now)
+            .await
+            .unwrap()
+            .expect("the sixth is refused");
+        assert!(
+            wait > std::time::Duration::ZERO && wait <= std::time::Duration::from_secs(12),
+            "one attempt comes back every 12 s: {wait:?}"
+        );
+        // Another bucket is independent; a refusal counted nothing.
+        assert_eq!(store.admit("b", 5, now).await.unwrap(), None);
+        let later = now + chrono::Duration::from_std(wait).unwrap();
+        assert_eq!(store.admit("a", 5, later).await.unwrap(), None);
+        assert!(store.admit("a", 5, later).await.unwrap().is_some());
+        // A minute later the whole burst is back.
+        let rested = later + chrono::Duration::seconds(61);
+        for _ in 0..5 {
+            assert_eq!(store.admit("a", 5, rested).await.unwrap(), None);
+        }
+    }
+
+    pub async fn concurrent_attempts_take_exactly_the_allowed_slots(t: &TestDb) {
+        let store = t.db.throttle();
+        let now = chrono::Utc::now();
+        let attempts: Vec<_> = (0..20)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.admit("hot", 5, now).await.unwrap().is_none() })
+            })
+            .collect();
+        let mut admitted = 0;
+        for attempt in attempts {
+            admitted += usize::from(attempt.await.unwrap());
+        }
+        assert_eq!(admitted, 5);
+    }
+
     // --- cut-over mode ------------------------------------------------------------------------
 
     async fn open_cutover(t: &TestDb) {
@@ -1485,6 +1530,8 @@ macro_rules! contract_tests {
             concurrent_writers_never_mix_halves_nor_lose_writes,
             sessions_rotate_once_and_revoke_by_family_and_user,
             concurrent_rotations_of_one_session_let_one_win,
+            throttle_buckets_admit_a_burst_then_refuse_with_the_wait,
+            concurrent_attempts_take_exactly_the_allowed_slots,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {

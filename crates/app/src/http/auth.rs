@@ -18,20 +18,17 @@
 //! Passwords and tokens only live in [`SecretString`]s: they never reach a log line or an error.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::guard::{self, GuardContext};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use governor::clock::Clock;
-use governor::{DefaultKeyedRateLimiter, Quota};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use user_service_crypto::tokens::REFRESH_TOKEN_TTL_SECS;
 use user_service_crypto::{SessionClaims, TokenKind};
+use user_service_domain::ports::ThrottleRepository;
 use user_service_domain::{
     Action, DomainError, Email, NewSession, PresentedSession, Principal, RefreshOutcome, UserId,
 };
@@ -278,7 +275,10 @@ pub async fn register(
     let SignInBody { email, password } = body.into_inner();
     let email = Email::parse(&email)?;
     user_service_domain::password::check_policy(&password).map_err(DomainError::from)?;
-    limits().check(email.as_str(), client_address(&req))?;
+    state
+        .sign_in_limits
+        .check(email.as_str(), client_address(&req))
+        .await?;
     let user = state.sign_in.register(email, &password).await?;
     log::info!(target: "signin", "user {} registered", user.id);
     sign_in(&state, user.id, StatusCode::CREATED).await
@@ -295,7 +295,10 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let SignInBody { email, password } = body.into_inner();
     let email = Email::parse(&email)?;
-    limits().check(email.as_str(), client_address(&req))?;
+    state
+        .sign_in_limits
+        .check(email.as_str(), client_address(&req))
+        .await?;
     let signed_in = state.sign_in.check_password(&email, &password).await?;
     match signed_in {
         Some(id) => {
@@ -374,7 +377,10 @@ pub async fn change_password(
     user_service_domain::password::check_policy(&new_password)
         .map_err(|violation| ApiError::invalid_field("new_password", violation.0))?;
     let user = state.users.get(caller.user_id).await?;
-    limits().check(user.email.as_str(), client_address(&req))?;
+    state
+        .sign_in_limits
+        .check(user.email.as_str(), client_address(&req))
+        .await?;
     let changed = state
         .sign_in
         .change_password(user.id, &current_password, &new_password)
@@ -440,110 +446,120 @@ pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
 /// Sign-in rate limits, GCRA buckets keyed three ways: per (e-mail, client address), the tight
 /// one; per client address; and per e-mail from every address, a ceiling set above what one
 /// address may send. Failed attempts from one address therefore never lock the account's owner
-/// out when signing in from another.
+/// out when signing in from another. The buckets are rows of the database
+/// ([`ThrottleRepository`]), so every replica counts the same attempts; a bucket's key is a
+/// SHA-256 of its kind and key, never an e-mail address in clear.
 pub struct SignInLimits {
-    pairs: DefaultKeyedRateLimiter<(String, Option<IpAddr>)>,
-    accounts: DefaultKeyedRateLimiter<String>,
-    addresses: DefaultKeyedRateLimiter<IpAddr>,
-    checks: AtomicU32,
+    store: Arc<dyn ThrottleRepository>,
+    per_pair: u32,
+    per_address: u32,
+    per_account: u32,
 }
 
 impl std::fmt::Debug for SignInLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SignInLimits")
-            .field("pairs", &self.pairs.len())
-            .field("accounts", &self.accounts.len())
-            .field("addresses", &self.addresses.len())
-            .finish()
-    }
-}
-
-/// Forget idle buckets every this many checks, so that the maps stay small.
-const TIDY_EVERY: u32 = 256;
-
-const fn per_minute(attempts: u32) -> Quota {
-    match NonZeroU32::new(attempts) {
-        Some(n) => Quota::per_minute(n),
-        None => Quota::per_minute(NonZeroU32::MIN),
+            .field("per_pair", &self.per_pair)
+            .field("per_address", &self.per_address)
+            .field("per_account", &self.per_account)
+            .finish_non_exhaustive()
     }
 }
 
 impl SignInLimits {
     /// Limits allowing `per_pair` attempts per minute per e-mail from one client address,
     /// `per_address` per client address and `per_account` per e-mail from all addresses
-    /// (bursts of that size, then one attempt per `60 / n` seconds).
-    pub fn new(per_pair: u32, per_address: u32, per_account: u32) -> Self {
+    /// (bursts of that size, then one attempt per `60 / n` seconds), kept in `store`.
+    pub fn new(
+        store: Arc<dyn ThrottleRepository>,
+        per_pair: u32,
+        per_address: u32,
+        per_account: u32,
+    ) -> Self {
         Self {
-            pairs: DefaultKeyedRateLimiter::keyed(per_minute(per_pair)),
-            accounts: DefaultKeyedRateLimiter::keyed(per_minute(per_account)),
-            addresses: DefaultKeyedRateLimiter::keyed(per_minute(per_address)),
-            checks: AtomicU32::new(0),
+            store,
+            per_pair,
+            per_address,
+            per_account,
         }
+    }
+
+    /// The limits of the sign-in routes, in `store`.
+    pub fn standard(store: Arc<dyn ThrottleRepository>) -> Self {
+        Self::new(
+            store,
+            ATTEMPTS_PER_ACCOUNT_AND_ADDRESS_PER_MINUTE,
+            ATTEMPTS_PER_ADDRESS_PER_MINUTE,
+            ATTEMPTS_PER_ACCOUNT_PER_MINUTE,
+        )
     }
 
     /// Counts one attempt for `account` from `address`; `429` with `Retry-After` when any of
-    /// the three buckets is over its limit.
-    pub fn check(&self, account: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
-        self.tidy();
-        if let Some(address) = address {
-            admit(&self.addresses, &address, || {
-                format!("sign-in rate limit reached for address {address}")
-            })?;
+    /// the three buckets is over its limit (the buckets checked before it keep the attempt).
+    pub async fn check(&self, account: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
+        let now = chrono::Utc::now();
+        let shown = address.map(|a| a.to_string()).unwrap_or_default();
+        if address.is_some() {
+            self.admit(&bucket("address", &[&shown]), self.per_address, now, || {
+                format!("sign-in rate limit reached for address {shown}")
+            })
+            .await?;
         }
-        admit(&self.pairs, &(account.to_owned(), address), || {
-            "sign-in rate limit reached for one account from one address".to_owned()
-        })?;
-        admit(&self.accounts, &account.to_owned(), || {
-            "sign-in ceiling reached for one account".to_owned()
-        })
+        self.admit(
+            &bucket("pair", &[account, &shown]),
+            self.per_pair,
+            now,
+            || "sign-in rate limit reached for one account from one address".to_owned(),
+        )
+        .await?;
+        self.admit(
+            &bucket("account", &[account]),
+            self.per_account,
+            now,
+            || "sign-in ceiling reached for one account".to_owned(),
+        )
+        .await
     }
 
-    fn tidy(&self) {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % TIDY_EVERY == TIDY_EVERY - 1 {
-            self.pairs.retain_recent();
-            self.pairs.shrink_to_fit();
-            self.accounts.retain_recent();
-            self.accounts.shrink_to_fit();
-            self.addresses.retain_recent();
-            self.addresses.shrink_to_fit();
+    /// Counts one attempt in `bucket`; over the limit, logs `why` (never an e-mail address) and
+    /// answers `429` with `Retry-After`.
+    async fn admit(
+        &self,
+        bucket: &str,
+        per_minute: u32,
+        now: chrono::DateTime<chrono::Utc>,
+        why: impl FnOnce() -> String,
+    ) -> Result<(), ApiError> {
+        match self.store.admit(bucket, per_minute, now).await {
+            Ok(None) => Ok(()),
+            Ok(Some(wait)) => {
+                log::warn!(target: "signin", "{}", why());
+                Err(ApiError::too_many_requests(retry_after_secs(wait)))
+            }
+            Err(error) => Err(DomainError::from(error).into()),
         }
     }
 }
 
-/// Counts one attempt in `limiter`'s bucket for `key`; over the limit, logs `why` (never an
-/// e-mail address) and answers `429` with `Retry-After`.
-fn admit<K>(
-    limiter: &DefaultKeyedRateLimiter<K>,
-    key: &K,
-    why: impl FnOnce() -> String,
-) -> Result<(), ApiError>
-where
-    K: Clone + Eq + std::hash::Hash,
-{
-    limiter.check_key(key).map_err(|not_until| {
-        log::warn!(target: "signin", "{}", why());
-        let wait = not_until.wait_time_from(limiter.clock().now());
-        ApiError::too_many_requests(retry_after_secs(wait))
-    })
+/// The row key of a bucket: SHA-256 (hex) of its kind and parts, NUL-separated.
+fn bucket(kind: &str, parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(kind.as_bytes());
+    for part in parts {
+        hash.update([0]);
+        hash.update(part.as_bytes());
+    }
+    hash.finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Whole seconds to wait, rounded up, at least one.
 fn retry_after_secs(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     secs.max(1)
-}
-
-/// The limits of this process. Shared by every worker: the route table is built once per
-/// worker thread, so a limiter created there would count per thread.
-fn limits() -> &'static SignInLimits {
-    static LIMITS: OnceLock<SignInLimits> = OnceLock::new();
-    LIMITS.get_or_init(|| {
-        SignInLimits::new(
-            ATTEMPTS_PER_ACCOUNT_AND_ADDRESS_PER_MINUTE,
-            ATTEMPTS_PER_ADDRESS_PER_MINUTE,
-            ATTEMPTS_PER_ACCOUNT_PER_MINUTE,
-        )
-    })
 }
 
 #[cfg(test)]
@@ -556,13 +572,32 @@ mod tests {
 
     const HOME: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
 
-    #[test]
-    fn the_sixth_attempt_on_one_account_is_refused_with_retry_after() {
-        let limits = SignInLimits::new(5, 100, 100);
+    /// Limits over a fresh, migrated SQLite database (kept alive by the returned folder).
+    async fn limits(
+        per_pair: u32,
+        per_address: u32,
+        per_account: u32,
+    ) -> (SignInLimits, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("throttle.db").display());
+        let database = user_service_persistence::Database::connect(&url, &Default::default())
+            .await
+            .unwrap();
+        database.run_migrations().await.unwrap();
+        let store = Arc::new(database.throttle());
+        (
+            SignInLimits::new(store, per_pair, per_address, per_account),
+            dir,
+        )
+    }
+
+    #[actix_web::test]
+    async fn the_sixth_attempt_on_one_account_is_refused_with_retry_after() {
+        let (limits, _db) = limits(5, 100, 100).await;
         for _ in 0..5 {
-            limits.check("a@example.com", HOME).unwrap();
+            limits.check("a@example.com", HOME).await.unwrap();
         }
-        let refused = limits.check("a@example.com", HOME).unwrap_err();
+        let refused = limits.check("a@example.com", HOME).await.unwrap_err();
         assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
         let response = refused.error_response();
         let retry: u64 = response
@@ -578,45 +613,54 @@ mod tests {
             "one attempt comes back every 12 s, got {retry}"
         );
         // Another account from the same address is not affected.
-        limits.check("b@example.com", HOME).unwrap();
+        limits.check("b@example.com", HOME).await.unwrap();
     }
 
-    #[test]
-    fn one_address_is_limited_across_accounts() {
-        let limits = SignInLimits::new(5, 20, 100);
+    #[actix_web::test]
+    async fn one_address_is_limited_across_accounts() {
+        let (limits, _db) = limits(5, 20, 100).await;
         for n in 0..20 {
-            limits.check(&format!("user{n}@example.com"), HOME).unwrap();
+            limits
+                .check(&format!("user{n}@example.com"), HOME)
+                .await
+                .unwrap();
         }
-        let refused = limits.check("fresh@example.com", HOME).unwrap_err();
+        let refused = limits.check("fresh@example.com", HOME).await.unwrap_err();
         assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
         let elsewhere = Some("192.0.2.7".parse().unwrap());
-        limits.check("fresh@example.com", elsewhere).unwrap();
+        limits.check("fresh@example.com", elsewhere).await.unwrap();
     }
 
-    #[test]
-    fn failures_from_one_address_do_not_lock_the_owner_out_from_another() {
-        let limits = SignInLimits::new(5, 20, 100);
+    #[actix_web::test]
+    async fn failures_from_one_address_do_not_lock_the_owner_out_from_another() {
+        let (limits, _db) = limits(5, 20, 100).await;
         let attacker = Some("198.51.100.9".parse().unwrap());
         for _ in 0..5 {
-            limits.check("victim@example.com", attacker).unwrap();
+            limits.check("victim@example.com", attacker).await.unwrap();
         }
-        let refused = limits.check("victim@example.com", attacker).unwrap_err();
+        let refused = limits
+            .check("victim@example.com", attacker)
+            .await
+            .unwrap_err();
         assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
         // The owner, from home, is not affected.
-        limits.check("victim@example.com", HOME).unwrap();
+        limits.check("victim@example.com", HOME).await.unwrap();
     }
 
-    #[test]
-    fn many_addresses_together_meet_the_account_ceiling() {
-        let limits = SignInLimits::new(5, 20, 12);
+    #[actix_web::test]
+    async fn many_addresses_together_meet_the_account_ceiling() {
+        let (limits, _db) = limits(5, 20, 12).await;
         for n in 0..12u8 {
             let address = Some(IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, n)));
-            limits.check("victim@example.com", address).unwrap();
+            limits.check("victim@example.com", address).await.unwrap();
         }
         let fresh = Some(IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 200)));
-        let refused = limits.check("victim@example.com", fresh).unwrap_err();
+        let refused = limits.check("victim@example.com", fresh).await.unwrap_err();
         assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
-        limits.check("someone-else@example.com", fresh).unwrap();
+        limits
+            .check("someone-else@example.com", fresh)
+            .await
+            .unwrap();
     }
 
     #[test]
@@ -626,8 +670,8 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
     }
 
-    #[test]
-    fn sign_in_bodies_do_not_show_passwords_or_tokens_in_debug() {
+    #[actix_web::test]
+    async fn sign_in_bodies_do_not_show_passwords_or_tokens_in_debug() {
         let body: SignInBody =
             serde_json::from_str(r#"{"email":"a@example.com","password":"Hunter2-Hunter2"}"#)
                 .unwrap();
@@ -637,8 +681,8 @@ mod tests {
             serde_json::from_str(r#"{"refresh_token":"eyJhbGciOi.secret.part"}"#).unwrap();
         let shown = format!("{body:?}");
         assert!(!shown.contains("secret.part"), "{shown}");
-        let limits = SignInLimits::new(5, 20, 100);
-        limits.check("someone@example.com", HOME).unwrap();
+        let (limits, _db) = limits(5, 20, 100).await;
+        limits.check("someone@example.com", HOME).await.unwrap();
         let shown = format!("{limits:?}");
         assert!(!shown.contains("someone"), "{shown}");
     }

@@ -579,3 +579,36 @@ fn without_trusted_proxies_a_forwarded_header_changes_nothing() {
         "a rotated header does not buy attempts: {statuses:?}"
     );
 }
+
+/// Two servers on one database count one account's attempts together: replicas behind a
+/// balancer allow no more than one process does.
+fn replicas_share_sign_in_throttling(backend: Backend) {
+    let Some(first) = TestServer::start(backend, &[]) else {
+        return;
+    };
+    let second = TestServer::start_on(first.db.alias(), &[]).unwrap();
+    let wrong = json!({"email": "shared@example.com", "password": "Wrong-Guess-000"});
+    let statuses: Vec<u16> = (0..7)
+        .map(|n| {
+            let server = if n % 2 == 0 { &first } else { &second };
+            server
+                .call("POST", "/auth/login", None, Some(wrong.clone()))
+                .status
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 401, 401, 429, 429],
+        "five attempts in all, whichever replica answers"
+    );
+}
+
+#[test]
+fn replicas_share_sign_in_throttling_sqlite() {
+    replicas_share_sign_in_throttling(Backend::Sqlite);
+}
+
+#[test]
+fn replicas_share_sign_in_throttling_postgres() {
+    replicas_share_sign_in_throttling(Backend::Postgres);
+}

@@ -7,6 +7,7 @@ mod cutover;
 mod onboarding;
 mod preferences;
 mod sessions;
+mod throttle;
 mod users;
 
 use crate::database::Database;
@@ -74,6 +75,11 @@ store!(
     /// Sign-in sessions (`auth_sessions`): implements `SessionRepository`.
     SessionStore,
     sessions
+);
+store!(
+    /// Sign-in throttling buckets (`sign_in_throttle`): implements `ThrottleRepository`.
+    ThrottleStore,
+    throttle
 );
 
 /// `LIMIT`/`OFFSET` values from a page (offsets beyond `i64` are clamped: they match nothing).
