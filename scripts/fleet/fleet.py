@@ -412,13 +412,37 @@ class Load:
         self.owned = [list(hot.items())[i::threads] for i in range(threads)]
         self.pairs = {(user, broker): Pair() for user in (*hot, *cold) for broker in BROKERS}
         self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+        self.running = threading.Event()
+        self.running.set()
+        self.parked = 0
+        self.parking = threading.Condition()
 
     def start(self):
         for t in self.threads:
             t.start()
 
+    def pause(self):
+        """Holds every thread between two requests (none in flight), for a sweep."""
+        self.running.clear()
+        with self.parking:
+            self.parking.wait_for(lambda: self.parked == len(self.threads) or self.stop.is_set(), timeout=30)
+
+    def resume(self):
+        self.running.set()
+
+    def _park(self):
+        if self.running.is_set():
+            return
+        with self.parking:
+            self.parked += 1
+            self.parking.notify_all()
+        self.running.wait()
+        with self.parking:
+            self.parked -= 1
+
     def finish(self):
         self.stop.set()
+        self.running.set()
         for t in self.threads:
             t.join(timeout=30)
 
@@ -457,6 +481,7 @@ class Load:
         for step in itertools.count():
             if self.stop.is_set():
                 break
+            self._park()
             # Writes and reads alternate; each write is read back by the next request, then the
             # thread moves to its next user, and to the next broker once every user had one.
             write = step % 2 == 0
@@ -607,6 +632,11 @@ class Harness:
             log(f"VIOLATION: {message}")
 
     def report(self, name, extra="", allow_503=False, window_from=None):
+        self.load.pause()
+        try:
+            _, lost, sweep_undecryptable, sweep_errors = self.load.sweep(self.tokens)
+        finally:
+            self.load.resume()
         snap = self.stats.snapshot()
         failures = snap["failures"]
         tolerated = [f for f in failures if allow_503 and f[2] == 503 and f[3] is not None]
@@ -616,7 +646,7 @@ class Harness:
             window = f"{max(f[0] for f in failures) - window_from:.2f}s"
         line = (f"{name:<15} requests={snap['requests']} writes_acked={snap['acks']} "
                 f"failed={len(hard)} retry_503={len(tolerated)} undecryptable={snap['undecryptable']} "
-                f"mismatched={len(snap['mismatches'])} window={window}{extra}")
+                f"mismatched={len(snap['mismatches'])} lost={lost} window={window}{extra}")
         print(f"fleet: {line}", flush=True)
         self.results.append(line)
         kinds = sorted({f"{f[1]} {f[2]}" for f in hard})
@@ -624,6 +654,9 @@ class Harness:
         self.expect(snap["undecryptable"] == 0, f"{name}: {snap['undecryptable']} entries read as undecryptable")
         self.expect(not snap["mismatches"], f"{name}: reads disagree with acknowledged writes: {snap['mismatches'][:3]}")
         self.expect(snap["requests"] > 0, f"{name}: no request was made")
+        self.expect(lost == 0, f"{name}: {lost} acknowledged write(s) missing when every user was read back")
+        self.expect(sweep_undecryptable == 0 and sweep_errors == 0,
+                    f"{name}: read-back found {sweep_undecryptable} undecryptable, {sweep_errors} errors")
         self.stats.reset()
 
     # ---- scenarios ----------------------------------------------------------------------------
