@@ -4,6 +4,7 @@ mod connection;
 mod database;
 mod error;
 mod files;
+mod prepared;
 mod repositories;
 pub mod schema;
 pub mod sql_types;

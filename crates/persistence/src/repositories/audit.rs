@@ -10,6 +10,7 @@ use super::{count, limit_offset, AuditStore};
 use crate::connection::DbConnection;
 use crate::error::Failure;
 use crate::on_backend;
+use crate::prepared::KeepPrepared;
 use crate::schema::credential_audit_events as events;
 use crate::sql_types::DbTime;
 
@@ -90,7 +91,7 @@ pub(crate) async fn insert_events(
     if events.is_empty() {
         return Ok(());
     }
-    // One single-row statement per event: its text never changes, so it stays prepared on the
+    // One single-row statement per event: its text never changes, so it is kept prepared on the
     // connection (a multi-row insert is a new statement text for each count of rows, parsed
     // and planned anew). A request writes one event per broker it changes, usually one.
     for event in events {
@@ -98,6 +99,7 @@ pub(crate) async fn insert_events(
         on_backend!(conn, |c| {
             diesel::insert_into(events::table)
                 .values(&row)
+                .keep_prepared()
                 .execute(c)
                 .await
         })?;
@@ -115,6 +117,7 @@ pub(crate) async fn insert_events_pipelined(
         let mut c = c;
         diesel::insert_into(events::table)
             .values(&NewEventRow::of(event))
+            .keep_prepared()
             .execute(&mut c)
             .await
     }))

@@ -16,6 +16,7 @@ use crate::connection::{DbConnection, SqliteConn};
 use crate::database::{begin_statement, Opening};
 use crate::error::Failure;
 use crate::on_backend;
+use crate::prepared::KeepPrepared;
 use crate::schema::user_broker_credentials as ubc;
 use crate::sql_types::DbTime;
 
@@ -99,6 +100,7 @@ macro_rules! insert_query {
             .values($row)
             .on_conflict_do_nothing()
             .returning(CredentialRow::as_returning())
+            .keep_prepared()
     };
 }
 
@@ -123,6 +125,7 @@ macro_rules! update_query {
             ubc::last_tested_at.eq(None::<DbTime>),
         ))
         .returning(CredentialRow::as_returning())
+        .keep_prepared()
     };
 }
 
@@ -399,6 +402,7 @@ impl CredentialRepository for CredentialStore {
                         ubc::last_test_status.eq(status),
                         ubc::last_tested_at.eq(DbTime::new(tested_at)),
                     ))
+                    .keep_prepared()
                     .execute(c)
                     .await
                 })?;
@@ -463,6 +467,7 @@ impl CredentialRepository for CredentialStore {
                             ubc::binding.eq(&write.binding),
                             ubc::version.eq(write.version),
                         ))
+                        .keep_prepared()
                         .execute(c)
                         .await
                     })?;

@@ -18,6 +18,7 @@ use super::{count, SessionStore};
 use crate::connection::DbConnection;
 use crate::error::Failure;
 use crate::on_backend;
+use crate::prepared::KeepPrepared;
 use crate::schema::auth_sessions as s;
 use crate::sql_types::DbTime;
 
@@ -71,7 +72,11 @@ impl<'a> NewSessionRow<'a> {
 
 async fn insert(conn: &mut DbConnection, row: &NewSessionRow<'_>) -> Result<(), Failure> {
     on_backend!(conn, |c| {
-        diesel::insert_into(s::table).values(row).execute(c).await
+        diesel::insert_into(s::table)
+            .values(row)
+            .keep_prepared()
+            .execute(c)
+            .await
     })?;
     Ok(())
 }
@@ -136,6 +141,7 @@ impl SessionRepository for SessionStore {
                             .filter(s::expires_at.gt(now)),
                     )
                     .set(s::replaced_at.eq(Some(now)))
+                    .keep_prepared()
                     .execute(c)
                     .await
                 })?;

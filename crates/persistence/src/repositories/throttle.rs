@@ -21,6 +21,7 @@ use user_service_domain::RepositoryError;
 
 use super::ThrottleStore;
 use crate::connection::DbConnection;
+use crate::prepared::KeepPrepared;
 
 /// Delete the buckets that hold nothing every this many attempts (per process).
 const SWEEP_EVERY: u32 = 64;
@@ -62,6 +63,7 @@ async fn admit_sql(
                 .bind::<BigInt, _>(now)
                 .bind::<BigInt, _>(interval)
                 .bind::<BigInt, _>(burst)
+                .keep_prepared()
                 .load::<Tat>($c)
                 .await
         };
@@ -80,12 +82,14 @@ async fn read_sql(
         DbConnection::Postgres(c) => {
             diesel::sql_query(READ_POSTGRES)
                 .bind::<Text, _>(bucket)
+                .keep_prepared()
                 .load::<Tat>(c)
                 .await
         }
         DbConnection::Sqlite(c) => {
             diesel::sql_query(READ_SQLITE)
                 .bind::<Text, _>(bucket)
+                .keep_prepared()
                 .load::<Tat>(c)
                 .await
         }

@@ -1,0 +1,221 @@
+//! Statements kept prepared on their connection although diesel would not keep them.
+//!
+//! diesel keeps a prepared statement for every query it can prove has a bounded number of
+//! texts, and prepares the others anew on each execution: every `UPDATE`, every `INSERT` of a
+//! row with an optional column, every upsert and every `sql_query`. On PostgreSQL a new
+//! statement costs a `Parse`/`Describe` round trip and a parse and plan in the server before the
+//! statement runs, and a `Close` after it; on SQLite a `sqlite3_prepare`. A `PUT` of one
+//! credential sends an `UPDATE` and an audit `INSERT`, and preparing them anew made PostgreSQL
+//! spend about twice the CPU per `PUT` that the same statements cost it when prepared once
+//! (docs/performance.md).
+//!
+//! [`KeepPrepared::keep_prepared`] marks a query whose text is fixed by the code that builds it
+//! (a bounded set of texts: an optional column is either a parameter or `DEFAULT`). diesel's
+//! cache then keys it by its SQL text and bind types, so each distinct text is prepared once per
+//! connection. Never use it on a query whose text depends on the data in an unbounded way (a
+//! multi-row `INSERT` of a variable count of rows, an `IN` list): the cache would grow with it.
+
+use diesel::backend::Backend;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::QueryResult;
+
+/// A query that diesel's statement cache keeps by its SQL text (see the module).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Prepared<Q>(Q);
+
+/// Marks a query of fixed text as one to keep prepared on the connection.
+pub(crate) trait KeepPrepared: Sized {
+    /// This query, kept prepared on the connection that runs it.
+    fn keep_prepared(self) -> Prepared<Self> {
+        Prepared(self)
+    }
+}
+
+impl<Q> KeepPrepared for Q {}
+
+impl<Q, DB> QueryFragment<DB> for Prepared<Q>
+where
+    Q: QueryFragment<DB>,
+    DB: Backend,
+{
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+/// No static id: the cache keys the statement by its SQL text and bind types.
+impl<Q> QueryId for Prepared<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each backend is asked what it kept: PostgreSQL's `pg_prepared_statements` of the session,
+    //! and SQLite's statement cache through diesel's instrumentation.
+
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use diesel::connection::InstrumentationEvent;
+    use diesel::prelude::*;
+    use diesel::sql_types::BigInt;
+    use diesel::sqlite::SqliteConnection;
+    use diesel_async::pg::AsyncPgConnection;
+    use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+    use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+
+    use super::KeepPrepared;
+
+    diesel::table! {
+        prepared_probe (id) {
+            id -> Integer,
+            note -> Nullable<Text>,
+        }
+    }
+
+    /// A row with an optional column: diesel would prepare its `INSERT` anew every time.
+    #[derive(Insertable)]
+    #[diesel(table_name = prepared_probe)]
+    struct Probe<'a> {
+        id: i32,
+        note: Option<&'a str>,
+    }
+
+    const CREATE: &str =
+        "CREATE TEMPORARY TABLE prepared_probe (id INTEGER PRIMARY KEY, note TEXT)";
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    /// The statements of `text` that PostgreSQL keeps prepared for this session.
+    async fn kept(conn: &mut AsyncPgConnection, text: &str) -> i64 {
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE $1",
+        )
+        .bind::<diesel::sql_types::Text, _>(format!("{text}%"))
+        .get_result::<Count>(conn)
+        .await
+        .unwrap()
+        .n
+    }
+
+    fn postgres_url() -> Option<String> {
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        if std::net::TcpStream::connect(pg_address(&url)).is_ok() {
+            return Some(url);
+        }
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "PostgreSQL unreachable at {} and CI=true",
+            crate::redact(&url)
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED (PostgreSQL unreachable at {}): set TEST_DATABASE_URL; under CI=true this fails ***\n",
+            crate::redact(&url)
+        );
+        None
+    }
+
+    /// `host:port` of a single-host URL (the tests' URL), 127.0.0.1:5432 by default.
+    fn pg_address(url: &str) -> String {
+        let after_at = url.split('@').next_back().unwrap_or(url);
+        let host_port = after_at
+            .split(['/', '?'])
+            .next()
+            .unwrap_or("127.0.0.1:5432");
+        if host_port.contains(':') {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:5432")
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_keeps_marked_statements_prepared_and_not_the_others() {
+        let Some(url) = postgres_url() else { return };
+        let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+        conn.batch_execute(CREATE).await.unwrap();
+        for id in 1..=2 {
+            let row = Probe { id, note: None };
+            diesel::insert_into(prepared_probe::table)
+                .values(&row)
+                .keep_prepared()
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            diesel::update(prepared_probe::table.filter(prepared_probe::id.eq(id)))
+                .set(prepared_probe::note.eq("kept"))
+                .keep_prepared()
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            diesel::update(prepared_probe::table.filter(prepared_probe::id.eq(id)))
+                .set(prepared_probe::note.eq(None::<&str>))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        // Run twice, each marked statement is prepared once; the unmarked one is not kept.
+        assert_eq!(kept(&mut conn, "INSERT INTO \"prepared_probe\"").await, 1);
+        assert_eq!(kept(&mut conn, "UPDATE \"prepared_probe\"").await, 1);
+    }
+
+    #[tokio::test]
+    async fn sqlite_caches_marked_statements_and_not_the_others() {
+        let mut conn = SyncConnectionWrapper::<SqliteConnection>::establish(":memory:")
+            .await
+            .unwrap();
+        conn.batch_execute(CREATE).await.unwrap();
+        let cached = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&cached);
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if matches!(event, InstrumentationEvent::CacheQuery { .. }) {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        for id in 1..=2 {
+            diesel::update(prepared_probe::table.filter(prepared_probe::id.eq(id)))
+                .set(prepared_probe::note.eq("not kept"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            AtomicUsize::load(&cached, Ordering::Relaxed),
+            0,
+            "an unmarked UPDATE is never cached"
+        );
+        for id in 1..=2 {
+            let row = Probe { id, note: None };
+            diesel::insert_into(prepared_probe::table)
+                .values(&row)
+                .keep_prepared()
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            diesel::update(prepared_probe::table.filter(prepared_probe::id.eq(id)))
+                .set(prepared_probe::note.eq("kept"))
+                .keep_prepared()
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        // Entered into the cache once each, then found there.
+        assert_eq!(AtomicUsize::load(&cached, Ordering::Relaxed), 2);
+    }
+}
