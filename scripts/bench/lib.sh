@@ -9,12 +9,24 @@ bench_bin=${BENCH_BIN:-$bench_root/target/release/user-service}
 bench_admin_url=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 bench_pids=()
 bench_databases=()
+# The command bench_start runs (bench_start_floor runs the floor instead).
+bench_serve=("$bench_bin" serve)
 
 bench_build() {
   if [[ -z ${BENCH_BIN:-} ]]; then
     (cd "$bench_root" && cargo build --release -q -p user-service)
   fi
   [[ -x $bench_bin ]] || { echo "no binary at $bench_bin" >&2; return 1; }
+}
+
+# bench_build_floor: builds the benchmark's floor (crates/app/examples/floor.rs) unless FLOOR_BIN
+# names one; sets bench_floor_bin.
+bench_build_floor() {
+  bench_floor_bin=${FLOOR_BIN:-$bench_root/target/release/examples/floor}
+  if [[ -z ${FLOOR_BIN:-} ]]; then
+    (cd "$bench_root" && cargo build --release -q -p user-service --example floor)
+  fi
+  [[ -x $bench_floor_bin ]] || { echo "no floor binary at $bench_floor_bin" >&2; return 1; }
 }
 
 # Environment of a production-like service on loopback; the encryption key and JWT secret are
@@ -35,7 +47,7 @@ bench_service_env() {
 bench_start() {
   local port=$1 log=$2
   shift 2
-  PORT=$port exec_wrapped "$@" "$bench_bin" serve >"$log" 2>&1 &
+  PORT=$port exec_wrapped "$@" "${bench_serve[@]}" >"$log" 2>&1 &
   bench_started=$!
   bench_pids+=("$bench_started")
   local deadline=$((SECONDS + ${BENCH_START_TIMEOUT:-30}))
@@ -49,6 +61,17 @@ bench_start() {
   echo "service on port $port did not become healthy; its log:" >&2
   cat "$log" >&2
   return 1
+}
+
+# bench_start_floor PORT LOG [ENV...]: starts the floor (bench_build_floor) like bench_start,
+# with the environment assignments ENV (e.g. FLOOR_DATABASE=0).
+bench_start_floor() {
+  local port=$1 log=$2
+  shift 2
+  local saved=("${bench_serve[@]}")
+  bench_serve=(env "$@" "$bench_floor_bin")
+  bench_start "$port" "$log"
+  bench_serve=("${saved[@]}")
 }
 
 # Replaces the background subshell by the command, so that $! is the service's (or the

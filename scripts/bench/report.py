@@ -15,6 +15,9 @@ LABELS = {
     "put": "PUT one (service)",
     "pgbench-list": "list query (pgbench)",
     "pgbench-write": "write txn (pgbench)",
+    "floor-get": "GET floor (HTTP + DB)",
+    "floor-put": "PUT floor (HTTP + DB)",
+    "floor-http-get": "GET floor (HTTP only)",
 }
 PAIRS = [("get", "pgbench-list", "GET list"), ("put", "pgbench-write", "PUT one")]
 CPU_BUDGET_US = {"get": 40, "put": 80}
@@ -90,6 +93,27 @@ def main():
         print("\n".join(lines))
         print()
 
+    floor_lines = []
+    for backend in dict.fromkeys(r["backend"] for r in rows):
+        for scenario, name in (("get", "GET"), ("put", "PUT")):
+            for connections in sorted({r["connections"] for r in rows if r["backend"] == backend}):
+                s = find(backend, scenario, connections)
+                f = find(backend, f"floor-{scenario}", connections)
+                if not s or not f or s["service_us"] is None or f["service_us"] is None:
+                    continue
+                h = find(backend, f"floor-http-{scenario}", connections)
+                http = f"; HTTP alone {h['service_us']:.0f} µs" if h and h["service_us"] is not None else ""
+                floor_lines.append(
+                    f"  {backend} {name} c={connections:<3} service {s['service_us']:.0f} µs = floor "
+                    f"{f['service_us']:.0f} µs (same server, pool and statements{http}) + "
+                    f"{s['service_us'] - f['service_us']:.0f} µs of the service's own work; floor "
+                    f"throughput {f['rate'] / s['rate']:.2f}x the service's"
+                )
+    if floor_lines:
+        print("Floor (crates/app/examples/floor.rs), service CPU per request:")
+        print("\n".join(floor_lines))
+        print()
+
     print("Per-request budgets:")
     for row in rows:
         if row["scenario"] in CPU_BUDGET_US and row["service_us"] is not None:
@@ -107,7 +131,7 @@ def main():
         advanced = row.get("versions_advanced")
         if advanced is None:
             continue
-        if row["scenario"] == "put":
+        if row["scenario"] in ("put", "floor-put"):
             ok = row["requests"] - row["errors"]
             # Requests in flight when wrk stops are served and written but not counted by wrk:
             # at most one per connection.

@@ -25,6 +25,9 @@
 #   TEST_DATABASE_URL    where throwaway databases are created (default
 #                        postgres://postgres@127.0.0.1:5432/test)
 #   BENCH_BIN            an already built binary instead of `cargo build --release`
+#   FLOOR=1              on PostgreSQL, also measure the floor (crates/app/examples/floor.rs: the
+#                        same server, pool and statements, none of the service's own work) and,
+#                        for GET, HTTP alone; FLOOR=0 skips them. FLOOR_BIN: an already built floor
 # Only 127.0.0.1 is contacted; every loop and wait is bounded; anything started is stopped and
 # every database created is dropped on exit, failure or Ctrl-C.
 set -euo pipefail
@@ -37,6 +40,7 @@ users=${USERS:-1000}
 replicas=${REPLICAS:-1}
 backends=${BACKENDS:-sqlite postgres}
 scenarios=${SCENARIOS:-get put}
+floor=${FLOOR:-1}
 threads=${THREADS:-2}
 base_port=${BENCH_PORT:-18700}
 
@@ -68,6 +72,7 @@ for c in $connections; do
 done
 
 bench_build
+[[ $floor == 1 ]] && bench_build_floor
 if ((replicas > 1)) && [[ -z ${DATABASE_POOL_SIZE:-} ]]; then
   # The same 16 database connections in all as one process has, split between the replicas.
   DATABASE_POOL_SIZE=$(((16 + replicas - 1) / replicas))
@@ -144,6 +149,14 @@ run_backend() {
   done
 
   bench_seed "$backend" "$url" "http://${targets[0]}" "$users" "$work/tokens.txt"
+  # The floor on the same database: with it (floor), and without touching it (floor-http).
+  local floors=()
+  if [[ $backend == postgres && $floor == 1 ]]; then
+    bench_start_floor $((base_port + 50)) "$work/floor.log" FLOOR_USERS="$bench_minuid-$bench_maxuid"
+    floors+=("floor:$bench_started:$((base_port + 50))")
+    bench_start_floor $((base_port + 51)) "$work/floor-http.log" FLOOR_DATABASE=0
+    floors+=("floor-http:$bench_started:$((base_port + 51))")
+  fi
   local versions_db=${url#sqlite://}
   [[ $backend == postgres ]] && pg_prepare "$url"
 
@@ -188,12 +201,30 @@ run_backend() {
           -D minuid="$bench_minuid" -D maxuid="$bench_maxuid" $(bash "$bench_dir/pgbench/values.sh") \
           -f "$bench_dir/pgbench/$script.sql" "$url"
       fi
+      local f name pid port
+      for f in "${floors[@]}"; do
+        IFS=: read -r name pid port <<<"$f"
+        # HTTP alone answers a fixed list: measured for GET only.
+        [[ $name == floor-http && $scenario != get ]] && continue
+        versions=()
+        [[ $name == floor && $scenario == put ]] && versions=(--versions "$url")
+        [[ $backend == postgres ]] && pg_prepare "$url"
+        TOKENS_FILE=$work/tokens.txt MODE=$scenario \
+          python3 "$bench_dir/measure.py" --results "$results" --backend "$backend" --scenario "$name-$scenario" \
+          --connections "$c" --kind wrk --service "$name=$pid" "${cluster[@]}" \
+          "${versions[@]}" "${activity[@]}" --output "$work/wrk-$name-$scenario-$c.txt" \
+          -- wrk -t"$threads" -c"$c" -d"${duration}s" -s "$bench_dir/tokens.lua" "http://127.0.0.1:$port"
+      done
     done
   done
   for ((i = 0; i < count; i++)); do
     note "$backend: RSS right after the load, process $((i + 1)) of $count: $(bench_rss "${pids[i]}")"
   done
   for pid in "${pids[@]}"; do bench_stop "$pid"; done
+  for f in "${floors[@]}"; do
+    IFS=: read -r _ pid _ <<<"$f"
+    bench_stop "$pid"
+  done
   if [[ $backend == postgres ]]; then
     bench_drop_database "$db"
   fi
