@@ -131,7 +131,7 @@ def main():
         advanced = row.get("versions_advanced")
         if advanced is None:
             continue
-        if row["scenario"] in ("put", "floor-put"):
+        if row["scenario"] == "put":
             ok = row["requests"] - row["errors"]
             # Requests in flight when wrk stops are served and written but not counted by wrk:
             # at most one per connection.

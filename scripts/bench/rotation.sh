@@ -6,7 +6,8 @@
 #   2. ring NEWER,NEW — every row re-encrypted again (a routine rotation);
 # and `keys verify` after each. Prints rows/s per pass. Uses its own database, dropped at the end.
 #
-# Usage: scripts/bench/rotation.sh [rows=100000]
+# Usage: scripts/bench/rotation.sh [rows=100000]   (BENCH_BIN: an already built binary instead of
+# `cargo build --release`, e.g. to compare two builds)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rows=${1:-100000}
@@ -16,13 +17,16 @@ base=${admin%/*}
 work=$(mktemp -d)
 trap 'psql -q "$admin" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
-cargo build --release -q -p user-service
-bin=target/release/user-service
+bin=${BENCH_BIN:-target/release/user-service}
+[[ -n ${BENCH_BIN:-} ]] || cargo build --release -q -p user-service
 psql -q "$admin" -c "CREATE DATABASE $db" >/dev/null
 export DATABASE_URL="$base/$db" APP_ENV=production RUST_LOG=warn
 export JWT_SECRET=bench-secret-bench-secret-bench-secret
 OLD=$($bin keys generate); NEW=$($bin keys generate); NEWER=$($bin keys generate)
 BROKER_CREDENTIALS_ENCRYPTION_KEY=$OLD $bin migrate >/dev/null
+# A fresh database refuses rows without a binding tag: open cut-over mode, as a database the
+# Python service still writes to would be, so that its rows can be seeded.
+BROKER_CREDENTIALS_ENCRYPTION_KEY=$OLD $bin cutover open >/dev/null
 
 users=$(( (rows + 1) / 2 ))
 echo "seeding $rows rows for $users users (Python cryptography, key OLD)..."

@@ -206,13 +206,11 @@ run_backend() {
         IFS=: read -r name pid port <<<"$f"
         # HTTP alone answers a fixed list: measured for GET only.
         [[ $name == floor-http && $scenario != get ]] && continue
-        versions=()
-        [[ $name == floor && $scenario == put ]] && versions=(--versions "$url")
         [[ $backend == postgres ]] && pg_prepare "$url"
         TOKENS_FILE=$work/tokens.txt MODE=$scenario \
           python3 "$bench_dir/measure.py" --results "$results" --backend "$backend" --scenario "$name-$scenario" \
           --connections "$c" --kind wrk --service "$name=$pid" "${cluster[@]}" \
-          "${versions[@]}" "${activity[@]}" --output "$work/wrk-$name-$scenario-$c.txt" \
+          "${activity[@]}" --output "$work/wrk-$name-$scenario-$c.txt" \
           -- wrk -t"$threads" -c"$c" -d"${duration}s" -s "$bench_dir/tokens.lua" "http://127.0.0.1:$port"
       done
     done

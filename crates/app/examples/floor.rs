@@ -75,7 +75,8 @@ async fn list(floor: web::Data<Floor>) -> HttpResponse {
 
 /// The service's `PUT` of one credential as the repository sees it: one transaction that reads
 /// the user's rows, rewrites one of them (compare-and-set) and records one audit event. The
-/// stored tokens are written back as they are: nothing is encrypted.
+/// row is written back as it was, version included: nothing is encrypted, and the row's binding
+/// tag (over its version and tokens) stays valid, so the service reads it as before.
 async fn put(floor: web::Data<Floor>) -> HttpResponse {
     let Some(store) = &floor.store else {
         return HttpResponse::Ok().finish();
@@ -91,7 +92,7 @@ async fn put(floor: web::Data<Floor>) -> HttpResponse {
             mutations: vec![CredentialMutation::Write(CredentialWrite {
                 broker: row.broker.clone(),
                 expected_version: Some(row.version),
-                version: row.version + 1,
+                version: row.version,
                 api_key_encrypted: row.api_key_encrypted.clone(),
                 api_secret_encrypted: row.api_secret_encrypted.clone(),
                 key_id: key_id.clone(),
@@ -110,15 +111,7 @@ async fn put(floor: web::Data<Floor>) -> HttpResponse {
             }],
         }
     };
-    // Like the service: a lost compare-and-set is planned again on fresh rows.
-    let mut outcome = store.update(user, &mut planner).await;
-    for _ in 0..3 {
-        if !matches!(outcome, Err(RepositoryError::StaleVersion)) {
-            break;
-        }
-        outcome = store.update(user, &mut planner).await;
-    }
-    match outcome {
+    match store.update(user, &mut planner).await {
         Ok(rows) => answer(&rows),
         Err(error) => failed(&error),
     }
