@@ -343,8 +343,12 @@ impl Application {
                     log::info!("SIGHUP: reloading the key ring and the JWT secret");
                     let state = state.clone();
                     // A remote secret source may be asked: off the serving threads.
-                    let reloaded =
-                        actix_web::rt::task::spawn_blocking(move || config::reload(&state)).await;
+                    let reloaded = actix_web::rt::task::spawn_blocking(move || {
+                        config::reload(&state.settings, &state.keys, |codec| {
+                            state.replace_tokens(codec);
+                        })
+                    })
+                    .await;
                     if let Err(error) = reloaded {
                         log::error!("key reload task failed: {error}");
                     }

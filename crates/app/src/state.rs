@@ -9,12 +9,11 @@ use user_service_domain::{CredentialService, SignInService, UserService};
 use user_service_persistence::Database;
 
 use crate::config::{KeyHolder, Settings};
-use crate::http::auth::SignInLimits;
 use crate::http::error::ApiError;
-use crate::http::limits::RequestLimits;
+use crate::http::limits::{RequestLimits, SignInLimits};
 use crate::http::metrics::Metrics;
 
-/// The application state, built once by [`crate::startup`].
+/// The application state, built once by `startup`.
 pub struct AppState {
     /// Effective configuration.
     pub settings: Settings,

@@ -2,8 +2,8 @@
 
 use thiserror::Error;
 
-/// Why [`SigningClient::sign`](crate::SigningClient::sign) returned no request. Never contains
-/// the token, a key or a signature.
+/// Why `SigningClient::sign` returned no request. Never contains the token, a key or a
+/// signature.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ClientError {
     /// user-service answered with an error status.

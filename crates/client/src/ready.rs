@@ -4,7 +4,7 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::Method;
+use crate::request::Method;
 
 /// Exactly what to send to the broker: the method and path of the request, and the headers,
 /// query and body user-service answered (API key and signature included).

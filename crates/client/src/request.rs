@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::ClientError;
+use crate::error::ClientError;
 
 /// HTTP methods of broker requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

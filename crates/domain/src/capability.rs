@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use thiserror::Error;
+pub use crate::error::AccessDenied;
+use crate::principal::Principal;
+use crate::user::UserId;
 
 /// A capability code, as the platform's entitlements service names it (`can.use_users`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -133,24 +135,6 @@ impl Action {
     }
 }
 
-/// The actor lacks a capability the action requires.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum AccessDenied {
-    /// The dashboard capability is missing (message kept from the original service).
-    #[error("Missing capabilities: {0}")]
-    MissingCapabilities(String),
-    /// The operator capability is missing (message kept from the original service).
-    #[error("Missing capability: {0}")]
-    MissingCapability(String),
-    /// The action is reserved to the account itself and to operators (message kept from the
-    /// original service).
-    #[error("Operation not permitted")]
-    OperationNotPermitted,
-    /// A service principal asked for something only users may do.
-    #[error("Not available to service principals")]
-    ServicePrincipal,
-}
-
 /// Decides whether `held` allows `action`.
 ///
 /// The dashboard capability is checked first, so that an account without it gets the same answer
@@ -171,19 +155,19 @@ pub fn authorize(held: &Capabilities, action: Action) -> Result<(), AccessDenied
 /// Decides whether `principal`, holding `held`, may take `action`: a service principal holds no
 /// user capability and may only take the actions that admit services.
 pub fn authorize_principal(
-    principal: &crate::Principal,
+    principal: &Principal,
     held: &Capabilities,
     action: Action,
 ) -> Result<(), AccessDenied> {
     match principal {
-        crate::Principal::Service(_) if action.admits_services() => Ok(()),
-        crate::Principal::Service(_) => Err(AccessDenied::ServicePrincipal),
-        crate::Principal::User(_) => authorize(held, action),
+        Principal::Service(_) if action.admits_services() => Ok(()),
+        Principal::Service(_) => Err(AccessDenied::ServicePrincipal),
+        Principal::User(_) => authorize(held, action),
     }
 }
 
 /// Whether `actor` may act on `target`'s credentials, and which action that is.
-pub fn credential_action(actor: crate::UserId, target: crate::UserId) -> Action {
+pub fn credential_action(actor: UserId, target: UserId) -> Action {
     if actor == target {
         Action::OwnAccount
     } else {
@@ -194,7 +178,6 @@ pub fn credential_action(actor: crate::UserId, target: crate::UserId) -> Action 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::UserId;
 
     fn caps(codes: &[&str]) -> Capabilities {
         codes.iter().filter_map(|c| Capability::parse(c)).collect()

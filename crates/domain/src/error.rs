@@ -1,10 +1,11 @@
 //! The domain's error types.
 //!
-//! Use [`ValidationError`] for a request that breaks a rule, [`RepositoryError`] in repository
-//! adapters, [`CipherError`] in cipher adapters and [`DomainError`] for what a domain service
-//! returns. Messages are for humans and never contain a secret value; the underlying cause of a
-//! storage failure is kept as the error's [`source`](std::error::Error::source), so that the edge
-//! that logs it can print the whole chain once.
+//! Use [`ValidationError`] for a request that breaks a rule, [`AccessDenied`] for an actor
+//! lacking a capability, [`RepositoryError`] in repository adapters, [`CipherError`] in cipher
+//! adapters and [`DomainError`] for what a domain service returns. Messages are for humans and
+//! never contain a secret value; the underlying cause of a storage failure is kept as the
+//! error's [`source`](std::error::Error::source), so that the edge that logs it can print the
+//! whole chain once.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::capability::AccessDenied;
+use crate::password::PolicyViolation;
 
 /// A request that breaks a rule of the domain. Callers answer 400 or 422 with its message.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -233,6 +234,24 @@ pub enum CipherError {
     NotUtf8,
 }
 
+/// The actor lacks a capability the action requires.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AccessDenied {
+    /// The dashboard capability is missing (message kept from the original service).
+    #[error("Missing capabilities: {0}")]
+    MissingCapabilities(String),
+    /// The operator capability is missing (message kept from the original service).
+    #[error("Missing capability: {0}")]
+    MissingCapability(String),
+    /// The action is reserved to the account itself and to operators (message kept from the
+    /// original service).
+    #[error("Operation not permitted")]
+    OperationNotPermitted,
+    /// A service principal asked for something only users may do.
+    #[error("Not available to service principals")]
+    ServicePrincipal,
+}
+
 /// What a domain service returns.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -254,7 +273,7 @@ pub enum DomainError {
     Busy,
     /// A new password breaks the policy; the message says what is missing.
     #[error(transparent)]
-    PasswordPolicy(#[from] crate::password::PolicyViolation),
+    PasswordPolicy(#[from] PolicyViolation),
     /// The encryption key is missing or invalid.
     #[error("broker credentials encryption key is not configured")]
     KeyNotConfigured,
@@ -267,6 +286,15 @@ pub enum DomainError {
     /// An unexpected failure; the message names the operation, never a value.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<PolicyViolation> for ValidationError {
+    fn from(_: PolicyViolation) -> Self {
+        ValidationError::Invalid {
+            field: "password",
+            reason: "does not meet the password policy",
+        }
+    }
 }
 
 impl From<RepositoryError> for DomainError {

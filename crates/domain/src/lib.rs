@@ -25,18 +25,18 @@ mod test_support;
 
 pub use audit::{AuditAction, AuditEvent};
 pub use broker::BrokerId;
-pub use capability::{
-    authorize, authorize_principal, AccessDenied, Action, Capabilities, Capability,
-};
+pub use capability::{authorize, authorize_principal, Action, Capabilities, Capability};
 pub use credential::{
     mask, BindingInput, CredentialHealth, CredentialStatus, KeyId, StoredCredential,
 };
-pub use cutover::{BindingCheck, CutoverGate, CutoverMode, CutoverState};
-pub use error::{chain, Cause, CipherError, DomainError, RepositoryError, Unique, ValidationError};
+pub use cutover::{BindingCheck, CutoverMode, CutoverState};
+pub use error::{
+    chain, AccessDenied, Cause, CipherError, DomainError, RepositoryError, Unique, ValidationError,
+};
 pub use principal::{Principal, ServiceName};
 pub use secret::{PlainSecret, SecretInput};
 pub use service::{
-    CapabilityChange, CredentialService, CredentialTest, RequestContext, SignInPorts,
+    CapabilityChange, CredentialService, CredentialTest, CutoverGate, RequestContext, SignInPorts,
     SignInService, TestOutcome, TestResult, UserPorts, UserService,
 };
 pub use session::{NewSession, PresentedSession, RefreshOutcome, Session, SessionState};

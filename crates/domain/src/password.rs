@@ -6,8 +6,6 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::error::ValidationError;
-
 /// Minimum length of a password, in characters.
 pub const MIN_CHARS: usize = 12;
 /// Maximum length of a password, in characters (bounds the work one request can ask for).
@@ -100,15 +98,6 @@ pub fn check_policy(password: &SecretString) -> Result<(), PolicyViolation> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct PolicyViolation(pub String);
-
-impl From<PolicyViolation> for ValidationError {
-    fn from(_: PolicyViolation) -> Self {
-        ValidationError::Invalid {
-            field: "password",
-            reason: "does not meet the password policy",
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

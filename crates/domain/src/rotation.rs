@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::credential::{KeyId, StoredCredential};
+use crate::credential::{BindingInput, KeyId, StoredCredential};
 use crate::cutover::{BindingCheck, CutoverMode};
 use crate::error::{CipherError, DomainError};
 use crate::ports::{CredentialCipher, CredentialRepository, CredentialWrite};
@@ -200,7 +200,7 @@ fn reencrypt(
     }
     let [api_key_encrypted, api_secret_encrypted] = halves;
     let version = row.version + 1;
-    let binding = cipher.bind(&crate::BindingInput {
+    let binding = cipher.bind(&BindingInput {
         user_id: row.user_id,
         broker: &row.broker,
         version,

@@ -22,13 +22,13 @@ use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper
 use diesel_async::RunQueryDsl;
 use futures_util::future::BoxFuture;
 
-use crate::url::redact;
+use crate::url::{redact, Backend};
 
 /// A SQLite connection whose statements run in place, on the calling thread.
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, InPlace>;
 
 /// A connection to either backend. Queries are written once and compiled for each backend with
-/// [`on_backend!`](crate::on_backend).
+/// `on_backend!`.
 // Both variants live in the pool and are never moved around: boxing the larger one would only
 // add an indirection to every query.
 #[allow(clippy::large_enum_variant)]
@@ -50,16 +50,15 @@ impl fmt::Debug for DbConnection {
 
 /// Runs `$body` with `$c` bound to the connection of whichever backend `$conn` holds. The body
 /// is written once and compiled once per backend, so one query text serves both.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! on_backend {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
-            $crate::DbConnection::Postgres($c) => $body,
-            $crate::DbConnection::Sqlite($c) => $body,
+            $crate::connection::DbConnection::Postgres($c) => $body,
+            $crate::connection::DbConnection::Sqlite($c) => $body,
         }
     };
 }
+pub(crate) use on_backend;
 
 /// Runs SQLite statements in place: the "blocking" work of diesel-async's wrapper is done on
 /// the calling thread, and its future is ready at once.
@@ -207,10 +206,10 @@ impl Connector {
 
 impl DbConnection {
     /// The backend of this connection.
-    pub fn backend(&self) -> crate::Backend {
+    pub fn backend(&self) -> Backend {
         match self {
-            Self::Postgres(_) => crate::Backend::Postgres,
-            Self::Sqlite(_) => crate::Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+            Self::Sqlite(_) => Backend::Sqlite,
         }
     }
 
@@ -218,12 +217,12 @@ impl DbConnection {
     pub(crate) async fn ping(&mut self) -> diesel::QueryResult<()> {
         use diesel::IntoSql;
         let one = diesel::select(1_i32.into_sql::<diesel::sql_types::Integer>());
-        crate::on_backend!(self, |c| one.execute(c).await).map(|_| ())
+        on_backend!(self, |c| one.execute(c).await).map(|_| ())
     }
 
     fn is_broken(&mut self) -> bool {
         use diesel_async::pooled_connection::PoolableConnection;
-        crate::on_backend!(self, |c| c.is_broken())
+        on_backend!(self, |c| c.is_broken())
     }
 }
 

@@ -14,7 +14,7 @@ use log::info;
 use user_service_domain::{Cause, RepositoryError};
 
 use crate::connection::{
-    ConnectError, ConnectionManager, Connector, DbConnection, PoolSettings, SqliteSetup,
+    on_backend, ConnectError, ConnectionManager, Connector, DbConnection, PoolSettings, SqliteSetup,
 };
 use crate::error::{DatabaseError, Failure};
 use crate::url::{Backend, DatabaseUrl, SqliteLocation};
@@ -438,7 +438,7 @@ async fn transaction<T>(
     let conn = &mut pooled.conn;
     if opening == Opening::Now {
         let begin = begin_statement(conn.backend());
-        crate::on_backend!(&mut *conn, |c| c.batch_execute(begin).await)?;
+        on_backend!(&mut *conn, |c| c.batch_execute(begin).await)?;
     }
     let outcome = work(conn).await;
     let end = if outcome.is_ok() {
@@ -446,7 +446,7 @@ async fn transaction<T>(
     } else {
         "ROLLBACK"
     };
-    let ended = crate::on_backend!(&mut *conn, |c| c.batch_execute(end).await);
+    let ended = on_backend!(&mut *conn, |c| c.batch_execute(end).await);
     match (outcome, ended) {
         (Ok(value), Ok(())) => {
             pooled.in_transaction = false;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::error::DatabaseError;
 
-/// The database engine behind a [`crate::Database`].
+/// The database engine behind a `Database`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
     /// PostgreSQL, through libpq.

@@ -15,7 +15,9 @@ use user_service_domain::ports::{SecretSource, SecretSourceError};
 use zeroize::Zeroizing;
 
 use crate::http;
-use crate::{KeyMapping, Variables, DEFAULT_TIMEOUT};
+use crate::mapping::KeyMapping;
+use crate::timeout::{timeout_from, DEFAULT_TIMEOUT};
+use crate::variables::Variables;
 
 const PROVIDER: &str = "doppler";
 /// Doppler's API unless `DOPPLER_API_URL` says.
@@ -73,7 +75,7 @@ impl DopplerConfig {
             config: text("DOPPLER_CONFIG"),
             api_url: text("DOPPLER_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
             mapping: KeyMapping::from_variables(variables, PROVIDER)?,
-            timeout: crate::timeout_from(variables, PROVIDER)?,
+            timeout: timeout_from(variables, PROVIDER)?,
         })
     }
 }

@@ -3,7 +3,8 @@
 use secrecy::SecretString;
 use user_service_domain::ports::{SecretSource, SecretSourceError};
 
-use crate::{KeyMapping, Variables};
+use crate::mapping::KeyMapping;
+use crate::variables::Variables;
 
 const PROVIDER: &str = "environment";
 const PREFIX_VARIABLE: &str = "SECRET_MANAGER_ENV_PREFIX";

@@ -2,6 +2,7 @@
 
 mod environment;
 mod mapping;
+mod timeout;
 mod variables;
 
 #[cfg(feature = "doppler")]
@@ -11,12 +12,11 @@ mod http;
 #[cfg(feature = "vault")]
 mod vault;
 
-use std::time::Duration;
-
 use user_service_domain::ports::{SecretSource, SecretSourceError};
 
 pub use environment::{EnvironmentConfig, EnvironmentSource};
 pub use mapping::KeyMapping;
+pub use timeout::DEFAULT_TIMEOUT;
 pub use variables::Variables;
 
 #[cfg(feature = "doppler")]
@@ -31,15 +31,6 @@ pub const JWT_SECRET: &str = "JWT_SECRET";
 
 /// Every provider name `SECRET_MANAGER_PROVIDER` accepts, whether compiled in or not.
 pub const PROVIDERS: [&str; 3] = ["environment", "vault", "doppler"];
-
-/// How long an HTTP provider may take to answer, unless `SECRET_MANAGER_TIMEOUT_SECONDS` says.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Variable holding the JSON object that renames secrets, for every provider.
-const KEY_MAPPING_VARIABLE: &str = "SECRET_MANAGER_KEY_MAPPING";
-/// Variable holding the HTTP providers' timeout in seconds.
-#[cfg(any(feature = "vault", feature = "doppler"))]
-const TIMEOUT_VARIABLE: &str = "SECRET_MANAGER_TIMEOUT_SECONDS";
 
 /// The secret source named by `SECRET_MANAGER_PROVIDER`, configured from the process
 /// environment.
@@ -107,26 +98,4 @@ fn compiled_out(provider: &'static str) -> SecretSourceError {
              build with the `{provider}` cargo feature to use it"
         ),
     }
-}
-
-/// `SECRET_MANAGER_TIMEOUT_SECONDS`: a positive number of seconds (decimals allowed), or
-/// [`DEFAULT_TIMEOUT`] when unset or blank.
-#[cfg(any(feature = "vault", feature = "doppler"))]
-fn timeout_from(
-    variables: &Variables,
-    provider: &'static str,
-) -> Result<Duration, SecretSourceError> {
-    let Some(text) = variables.non_blank(TIMEOUT_VARIABLE) else {
-        return Ok(DEFAULT_TIMEOUT);
-    };
-    text.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
-        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-        .ok_or_else(|| SecretSourceError {
-            provider: provider.into(),
-            key: TIMEOUT_VARIABLE.into(),
-            reason: "not a positive number of seconds".into(),
-        })
 }

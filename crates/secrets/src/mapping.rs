@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use user_service_domain::ports::SecretSourceError;
 
-use crate::{Variables, KEY_MAPPING_VARIABLE};
+use crate::variables::Variables;
+
+/// Variable holding the JSON object that renames secrets, for every provider.
+const KEY_MAPPING_VARIABLE: &str = "SECRET_MANAGER_KEY_MAPPING";
 
 /// Renames secret names (`{"JWT_SECRET": "AUTH_JWT_SECRET"}`); names it does not list are
 /// looked up as they are. Holds names only, never values.

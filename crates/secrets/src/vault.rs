@@ -16,7 +16,9 @@ use user_service_domain::ports::{SecretSource, SecretSourceError};
 use zeroize::Zeroizing;
 
 use crate::http;
-use crate::{KeyMapping, Variables, DEFAULT_TIMEOUT};
+use crate::mapping::KeyMapping;
+use crate::timeout::{timeout_from, DEFAULT_TIMEOUT};
+use crate::variables::Variables;
 
 const PROVIDER: &str = "vault";
 /// Mount of the KV v2 engine unless `VAULT_KV_MOUNT` says.
@@ -79,7 +81,7 @@ impl VaultConfig {
                 .get("VAULT_SECRET_BASE_PATH")
                 .map_or_else(|| DEFAULT_BASE_PATH.to_owned(), |p| p.trim().to_owned()),
             mapping: KeyMapping::from_variables(variables, PROVIDER)?,
-            timeout: crate::timeout_from(variables, PROVIDER)?,
+            timeout: timeout_from(variables, PROVIDER)?,
         })
     }
 }

@@ -2,12 +2,13 @@
 
 use std::io::Write;
 
-use user_service_domain::cutover::{self, CloseOutcome};
 use user_service_domain::ports::ModeChange;
+use user_service_domain::service::cutover::{self, CloseOutcome};
 use user_service_domain::{chain, CutoverMode};
 
-use super::keys::{end_progress_line, ids, progress_bar, total_rows};
-use super::{CommandError, Context, CutoverCommand};
+use super::args::CutoverCommand;
+use super::context::{CommandError, Context};
+use super::progress::{end_progress_line, ids, progress_bar, total_rows};
 
 /// Runs a `cutover` command.
 pub(super) async fn run(
@@ -19,15 +20,6 @@ pub(super) async fn run(
         CutoverCommand::Status => status(context, out).await,
         CutoverCommand::Close => close(context, out).await,
         CutoverCommand::Open => open(context, out).await,
-    }
-}
-
-/// `open`, `closed`, or `closed (forced by …; the database says open)`.
-pub(super) fn describe(mode: CutoverMode, forced: bool) -> String {
-    if forced {
-        format!("{mode} (forced by BROKER_CREDENTIALS_REQUIRE_BINDING)")
-    } else {
-        mode.to_string()
     }
 }
 

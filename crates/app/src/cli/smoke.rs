@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use user_service_domain::{mask, BrokerId, UserId};
 
-use super::{CommandError, Context};
+use super::context::{CommandError, Context};
 
 /// Broker id of the credential the checks store and delete; no real broker uses it, so a
 /// given token's real credentials are never touched.

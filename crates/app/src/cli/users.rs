@@ -9,7 +9,8 @@ use user_service_domain::{
     Capability, CapabilityChange, DomainError, Email, NewUser, Principal, Unique, UserId,
 };
 
-use super::{CommandError, Context, UsersCommand};
+use super::args::UsersCommand;
+use super::context::{CommandError, Context};
 
 /// Runs a `users` command.
 pub(super) async fn run(

@@ -13,7 +13,7 @@ use user_service_domain::ports::SecretSource;
 use user_service_crypto::TokenCodec;
 use user_service_secrets::{source_for, ENCRYPTION_KEY, JWT_SECRET};
 
-use crate::config::{AppEnv, Settings};
+use crate::config::settings::{AppEnv, Settings};
 
 /// Prefix of the log line operators watch for (the operating document's third check).
 pub const MISCONFIGURED: &str = "broker credentials encryption key misconfigured";
@@ -67,11 +67,15 @@ impl KeyHolder {
 }
 
 /// Re-reads the key ring and the JWT secret (on `SIGHUP`) and swaps them in only
-/// when both are valid: a bad new configuration is refused with the misconfiguration line and
+/// when both are valid, the ring into `keys` and the secret as a new codec given to
+/// `replace_tokens`: a bad new configuration is refused with the misconfiguration line and
 /// the previous ring and secret stay in use. Requests in flight keep the `Arc` they hold.
 /// Blocking (a remote secret source may be asked): call it off the async workers.
-pub fn reload(state: &crate::state::AppState) -> Result<(), String> {
-    let settings = &state.settings;
+pub fn reload(
+    settings: &Settings,
+    keys: &KeyHolder,
+    replace_tokens: impl FnOnce(TokenCodec),
+) -> Result<(), String> {
     let outcome = source_for(&settings.secret_manager_provider)
         .map_err(|e| e.to_string())
         .and_then(|source| {
@@ -83,8 +87,8 @@ pub fn reload(state: &crate::state::AppState) -> Result<(), String> {
         Ok((ring, secret)) => {
             let ids: Vec<String> = ring.key_ids().iter().map(ToString::to_string).collect();
             let primary = ring.primary_key_id();
-            state.keys.replace(KeyStatus::Ready(Arc::new(ring)));
-            state.replace_tokens(TokenCodec::new(
+            keys.replace(KeyStatus::Ready(Arc::new(ring)));
+            replace_tokens(TokenCodec::new(
                 &secret,
                 settings.jwt_issuer.clone(),
                 settings.jwt_audience.clone(),

@@ -6,7 +6,7 @@
 //! `docs/configuration.md` documents each of them. Every invalid setting is reported at once.
 //!
 //! Secrets (encryption key, JWT secret, entitlements key) are not settings: they are read through
-//! the secret source ([`crate::config::load`]) so that they never sit in a plain `String`.
+//! the secret source (`config::load`) so that they never sit in a plain `String`.
 //! `DATABASE_URL`, which holds a password, may come from a file (`DATABASE_URL_FILE`) and is only
 //! ever shown redacted.
 
@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use user_service_persistence::redact;
 
-use super::TrustedProxies;
+use super::proxies::TrustedProxies;
 
 /// Where the service runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -40,7 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     for (path, body, content_type, cache) in assets {
         let serve = move || async move { asset(body, content_type, cache) };
         cfg.service(
-            super::open(path, "GET, HEAD")
+            super::resource::open(path, "GET, HEAD")
                 .route(web::get().to(serve))
                 .route(web::head().to(serve)),
         );

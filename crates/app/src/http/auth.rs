@@ -12,14 +12,14 @@
 //!
 //! The routes exist only with `AUTH_MODE=embedded` (the default); with `external` they answer
 //! `404` as any unknown path. Register and login are rate-limited per account and client address,
-//! per client address, and loosely per account ([`SignInLimits`]), so that a guesser is stopped
-//! without locking the account's owner out. A wrong password and an unknown e-mail get the same answer after
-//! the same argon2 work, so that neither the body nor the timing tells whether an account exists.
+//! per client address, and loosely per account
+//! ([`SignInLimits`](crate::http::limits::SignInLimits)), so that a guesser is stopped without
+//! locking the account's owner out. A wrong password and an unknown e-mail get the same answer
+//! after the same argon2 work, so that neither the body nor the timing tells whether an account
+//! exists.
 //! Passwords and tokens only live in [`SecretString`]s: they never reach a log line or an error.
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::guard::{self, GuardContext};
 use actix_web::http::{header, StatusCode};
@@ -28,7 +28,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use user_service_crypto::tokens::REFRESH_TOKEN_TTL_SECS;
 use user_service_crypto::{SessionClaims, TokenKind};
-use user_service_domain::ports::ThrottleRepository;
 use user_service_domain::{
     Action, DomainError, Email, NewSession, PresentedSession, Principal, RefreshOutcome, UserId,
 };
@@ -38,15 +37,6 @@ use crate::http::error::{ApiError, ErrorBody, ErrorCode};
 use crate::http::middleware::{Authorize, Caller};
 use crate::state::AppState;
 
-/// Sign-in attempts (register or login) allowed per e-mail address from one client address and
-/// minute: what stops a guesser without locking the account's owner out from elsewhere.
-pub const ATTEMPTS_PER_ACCOUNT_AND_ADDRESS_PER_MINUTE: u32 = 5;
-/// Sign-in attempts allowed per client address and minute, whatever the accounts.
-pub const ATTEMPTS_PER_ADDRESS_PER_MINUTE: u32 = 20;
-/// Sign-in attempts allowed per e-mail address and minute from all addresses together: a
-/// ceiling against guessing from many addresses, loose enough that one address (at most
-/// [`ATTEMPTS_PER_ADDRESS_PER_MINUTE`]) cannot reach it and lock the owner out.
-pub const ATTEMPTS_PER_ACCOUNT_PER_MINUTE: u32 = 100;
 /// Detail of the `401` answered for a wrong password and an unknown e-mail alike.
 pub const INVALID_CREDENTIALS: &str = "Invalid email or password";
 /// Detail of the `401` answered by `POST /auth/password` for a wrong current password.
@@ -61,7 +51,7 @@ pub const CSRF_VALUE: &str = "user-service";
 
 /// Registers the `/auth/*` routes, active only while `AUTH_MODE=embedded`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    use super::open;
+    use crate::http::resource::open;
     cfg.service(
         web::scope("/auth")
             .guard(guard::fn_guard(embedded))
@@ -443,235 +433,14 @@ pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
     })
 }
 
-/// Sign-in rate limits, GCRA buckets keyed three ways: per (e-mail, client address), the tight
-/// one; per client address; and per e-mail from every address, a ceiling set above what one
-/// address may send. Failed attempts from one address therefore never lock the account's owner
-/// out when signing in from another. The buckets are rows of the database
-/// ([`ThrottleRepository`]), so every replica counts the same attempts; a bucket's key is a
-/// SHA-256 of its kind and key, never an e-mail address in clear.
-pub struct SignInLimits {
-    store: Arc<dyn ThrottleRepository>,
-    per_pair: u32,
-    per_address: u32,
-    per_account: u32,
-}
-
-impl std::fmt::Debug for SignInLimits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignInLimits")
-            .field("per_pair", &self.per_pair)
-            .field("per_address", &self.per_address)
-            .field("per_account", &self.per_account)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SignInLimits {
-    /// Limits allowing `per_pair` attempts per minute per e-mail from one client address,
-    /// `per_address` per client address and `per_account` per e-mail from all addresses
-    /// (bursts of that size, then one attempt per `60 / n` seconds), kept in `store`.
-    pub fn new(
-        store: Arc<dyn ThrottleRepository>,
-        per_pair: u32,
-        per_address: u32,
-        per_account: u32,
-    ) -> Self {
-        Self {
-            store,
-            per_pair,
-            per_address,
-            per_account,
-        }
-    }
-
-    /// The limits of the sign-in routes, in `store`.
-    pub fn standard(store: Arc<dyn ThrottleRepository>) -> Self {
-        Self::new(
-            store,
-            ATTEMPTS_PER_ACCOUNT_AND_ADDRESS_PER_MINUTE,
-            ATTEMPTS_PER_ADDRESS_PER_MINUTE,
-            ATTEMPTS_PER_ACCOUNT_PER_MINUTE,
-        )
-    }
-
-    /// Counts one attempt for `account` from `address`; `429` with `Retry-After` when any of
-    /// the three buckets is over its limit (the buckets checked before it keep the attempt).
-    pub async fn check(&self, account: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
-        let now = chrono::Utc::now();
-        let shown = address.map(|a| a.to_string()).unwrap_or_default();
-        if address.is_some() {
-            self.admit(&bucket("address", &[&shown]), self.per_address, now, || {
-                format!("sign-in rate limit reached for address {shown}")
-            })
-            .await?;
-        }
-        self.admit(
-            &bucket("pair", &[account, &shown]),
-            self.per_pair,
-            now,
-            || "sign-in rate limit reached for one account from one address".to_owned(),
-        )
-        .await?;
-        self.admit(
-            &bucket("account", &[account]),
-            self.per_account,
-            now,
-            || "sign-in ceiling reached for one account".to_owned(),
-        )
-        .await
-    }
-
-    /// Counts one attempt in `bucket`; over the limit, logs `why` (never an e-mail address) and
-    /// answers `429` with `Retry-After`.
-    async fn admit(
-        &self,
-        bucket: &str,
-        per_minute: u32,
-        now: chrono::DateTime<chrono::Utc>,
-        why: impl FnOnce() -> String,
-    ) -> Result<(), ApiError> {
-        match self.store.admit(bucket, per_minute, now).await {
-            Ok(None) => Ok(()),
-            Ok(Some(wait)) => {
-                log::warn!(target: "signin", "{}", why());
-                Err(ApiError::too_many_requests(retry_after_secs(wait)))
-            }
-            Err(error) => Err(DomainError::from(error).into()),
-        }
-    }
-}
-
-/// The row key of a bucket: SHA-256 (hex) of its kind and parts, NUL-separated.
-fn bucket(kind: &str, parts: &[&str]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    hash.update(kind.as_bytes());
-    for part in parts {
-        hash.update([0]);
-        hash.update(part.as_bytes());
-    }
-    hash.finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
-
-/// Whole seconds to wait, rounded up, at least one.
-fn retry_after_secs(wait: Duration) -> u64 {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    secs.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use actix_web::ResponseError;
-
     use super::*;
 
-    const HOME: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
-
-    /// Limits over a fresh, migrated SQLite database (kept alive by the returned folder).
-    async fn limits(
-        per_pair: u32,
-        per_address: u32,
-        per_account: u32,
-    ) -> (SignInLimits, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("throttle.db").display());
-        let database = user_service_persistence::Database::connect(&url, &Default::default())
-            .await
-            .unwrap();
-        database.run_migrations().await.unwrap();
-        let store = Arc::new(database.throttle());
-        (
-            SignInLimits::new(store, per_pair, per_address, per_account),
-            dir,
-        )
-    }
-
-    #[actix_web::test]
-    async fn the_sixth_attempt_on_one_account_is_refused_with_retry_after() {
-        let (limits, _db) = limits(5, 100, 100).await;
-        for _ in 0..5 {
-            limits.check("a@example.com", HOME).await.unwrap();
-        }
-        let refused = limits.check("a@example.com", HOME).await.unwrap_err();
-        assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
-        let response = refused.error_response();
-        let retry: u64 = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(
-            (1..=12).contains(&retry),
-            "one attempt comes back every 12 s, got {retry}"
-        );
-        // Another account from the same address is not affected.
-        limits.check("b@example.com", HOME).await.unwrap();
-    }
-
-    #[actix_web::test]
-    async fn one_address_is_limited_across_accounts() {
-        let (limits, _db) = limits(5, 20, 100).await;
-        for n in 0..20 {
-            limits
-                .check(&format!("user{n}@example.com"), HOME)
-                .await
-                .unwrap();
-        }
-        let refused = limits.check("fresh@example.com", HOME).await.unwrap_err();
-        assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
-        let elsewhere = Some("192.0.2.7".parse().unwrap());
-        limits.check("fresh@example.com", elsewhere).await.unwrap();
-    }
-
-    #[actix_web::test]
-    async fn failures_from_one_address_do_not_lock_the_owner_out_from_another() {
-        let (limits, _db) = limits(5, 20, 100).await;
-        let attacker = Some("198.51.100.9".parse().unwrap());
-        for _ in 0..5 {
-            limits.check("victim@example.com", attacker).await.unwrap();
-        }
-        let refused = limits
-            .check("victim@example.com", attacker)
-            .await
-            .unwrap_err();
-        assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
-        // The owner, from home, is not affected.
-        limits.check("victim@example.com", HOME).await.unwrap();
-    }
-
-    #[actix_web::test]
-    async fn many_addresses_together_meet_the_account_ceiling() {
-        let (limits, _db) = limits(5, 20, 12).await;
-        for n in 0..12u8 {
-            let address = Some(IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, n)));
-            limits.check("victim@example.com", address).await.unwrap();
-        }
-        let fresh = Some(IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 200)));
-        let refused = limits.check("victim@example.com", fresh).await.unwrap_err();
-        assert_eq!(refused.status_code(), StatusCode::TOO_MANY_REQUESTS);
-        limits
-            .check("someone-else@example.com", fresh)
-            .await
-            .unwrap();
-    }
-
     #[test]
-    fn retry_after_rounds_up_to_whole_seconds() {
-        assert_eq!(retry_after_secs(Duration::from_millis(0)), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(11_001)), 12);
-        assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
-    }
-
-    #[actix_web::test]
-    async fn sign_in_bodies_do_not_show_passwords_or_tokens_in_debug() {
+    fn sign_in_bodies_do_not_show_passwords_or_tokens_in_debug() {
         let body: SignInBody =
             serde_json::from_str(r#"{"email":"a@example.com","password":"Hunter2-Hunter2"}"#)
                 .unwrap();
@@ -681,9 +450,5 @@ mod tests {
             serde_json::from_str(r#"{"refresh_token":"eyJhbGciOi.secret.part"}"#).unwrap();
         let shown = format!("{body:?}");
         assert!(!shown.contains("secret.part"), "{shown}");
-        let (limits, _db) = limits(5, 20, 100).await;
-        limits.check("someone@example.com", HOME).await.unwrap();
-        let shown = format!("{limits:?}");
-        assert!(!shown.contains("someone"), "{shown}");
     }
 }

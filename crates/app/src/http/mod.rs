@@ -10,19 +10,17 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 mod openapi_text;
+mod resource;
 pub mod service;
 pub mod users;
 
-use std::future::ready;
-
-use actix_web::dev::HttpServiceFactory;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::{web, HttpRequest, HttpResponse, Resource};
+use actix_web::{web, HttpRequest, HttpResponse};
 use user_service_domain::Action;
 use utoipa::OpenApi;
 
 use error::{ApiError, ErrorCode, FieldError};
-use middleware::Authorize;
+use resource::{guarded, open};
 
 /// Registers every route on `cfg`.
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
@@ -156,24 +154,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
                 .route(web::delete().to(u::delete_user))
         },
     ));
-}
-
-/// A public resource answering 405 with `Allow` for other methods.
-fn open(path: &str, allow: &'static str) -> Resource {
-    web::resource(path).default_service(web::to(move || {
-        ready(Err::<HttpResponse, _>(ApiError::method_not_allowed(allow)))
-    }))
-}
-
-/// A resource whose routes (added by `routes`) require authentication and the capabilities of
-/// `action`; other methods answer 405 with `Allow`.
-fn guarded(
-    path: &str,
-    allow: &'static str,
-    action: Action,
-    routes: impl FnOnce(Resource) -> Resource,
-) -> impl HttpServiceFactory {
-    routes(open(path, allow)).wrap(Authorize(action))
 }
 
 /// `GET /openapi.json`: the document generated from the handlers.

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::error::{ErrorBody, ErrorCode, FieldError};
-use crate::http::openapi_text::Prose;
+use crate::http::openapi_text::{operations_mut, Prose};
 use crate::http::{audit, auth, credentials, service, users};
 
 /// Routes that serve the same operation as another path (the original service's aliases).
@@ -171,21 +171,6 @@ impl Modify for CommonStatuses {
             }
         }
     }
-}
-
-/// Every operation of a path item (the methods this service serves).
-pub(super) fn operations_mut(
-    item: &mut utoipa::openapi::path::PathItem,
-) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.patch,
-    ]
-    .into_iter()
-    .flatten()
 }
 
 /// The document as served, pretty-printed (also the committed snapshot `docs/openapi.json`).

@@ -7,8 +7,6 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::{OpenApi, RefOr};
 use utoipa::Modify;
 
-use crate::http::openapi::operations_mut;
-
 /// Summary of each operation, by operation id (aliases: the id of the operation they repeat,
 /// followed by `_alias`).
 const SUMMARIES: &[(&str, &str)] = &[
@@ -149,6 +147,21 @@ impl Modify for Prose {
             operations_mut(item).for_each(Self::apply);
         }
     }
+}
+
+/// Every operation of a path item (the methods this service serves).
+pub(super) fn operations_mut(
+    item: &mut utoipa::openapi::path::PathItem,
+) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 #[cfg(test)]

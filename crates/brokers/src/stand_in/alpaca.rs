@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{Answer, Recorded, Request, Server};
+use super::server::{Answer, Recorded, Request, Server};
 
 /// A loopback Alpaca that accepts the (key id, secret key) pairs it was started with on
 /// `GET /v2/account` (headers `APCA-API-KEY-ID` and `APCA-API-SECRET-KEY`); anything else with a

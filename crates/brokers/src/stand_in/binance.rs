@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use super::{Answer, Recorded, Request, Server};
+use super::server::{Answer, Recorded, Request, Server};
 use crate::params;
 
 /// Binance's answer when the key header is missing (code -2014).

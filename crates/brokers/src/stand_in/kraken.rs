@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha256, Sha512};
 
-use super::{lock, Answer, Recorded, Request, Server};
+use super::server::{lock, Answer, Recorded, Request, Server};
 use crate::params;
 
 struct State {

@@ -7,8 +7,10 @@ use secrecy::ExposeSecret;
 
 use crate::audit::{AuditAction, AuditEvent};
 use crate::broker::BrokerId;
-use crate::credential::{mask, CredentialHealth, CredentialStatus, KeyId, StoredCredential};
-use crate::cutover::{BindingCheck, CutoverGate, CutoverMode, LazyMode};
+use crate::credential::{
+    mask, BindingInput, CredentialHealth, CredentialStatus, KeyId, StoredCredential,
+};
+use crate::cutover::{BindingCheck, CutoverMode};
 use crate::error::{CipherError, DomainError, RepositoryError, ValidationError};
 use crate::limits::MAX_WRITE_ATTEMPTS;
 use crate::ports::{
@@ -16,7 +18,8 @@ use crate::ports::{
     CredentialRepository, CredentialWrite, ProbeStatus, WritePlan,
 };
 use crate::secret::PlainSecret;
-use crate::service::RequestContext;
+use crate::service::context::RequestContext;
+use crate::service::cutover::{CutoverGate, LazyMode};
 use crate::update::{plan_update, CredentialUpdate, HalfChange, PlannedChange};
 use crate::user::UserId;
 
@@ -63,7 +66,7 @@ pub struct TestResult {
 
 /// The broker credential use cases: list (masked), update, delete, connection test.
 ///
-/// Authorization is decided before a call reaches this service (see [`crate::authorize`]); the
+/// Authorization is decided before a call reaches this service (see [`crate::capability::authorize`]); the
 /// cipher is passed per call because the key ring can be reloaded while the service runs.
 #[derive(Clone)]
 pub struct CredentialService {
@@ -450,7 +453,7 @@ impl CredentialService {
                         current.and_then(|r| r.api_secret_encrypted.as_ref()),
                     )?;
                     let version = expected_version.map_or(1, |v| v + 1);
-                    let binding = cipher.bind(&crate::BindingInput {
+                    let binding = cipher.bind(&BindingInput {
                         user_id: target,
                         broker: &broker,
                         version,

@@ -8,15 +8,17 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::audit::{AuditAction, AuditEvent};
-use crate::capability::{AccessDenied, Capabilities, Capability};
-use crate::error::{DomainError, RepositoryError, Unique};
+use crate::capability::{Capabilities, Capability};
+use crate::error::{AccessDenied, DomainError, RepositoryError, Unique};
 use crate::password::check_policy;
 use crate::ports::{
     CapabilityRepository, Clock, EntitlementsProvider, OnboardingRepository, PasswordHasher,
     PreferenceRepository, UserRepository,
 };
-use crate::service::RequestContext;
-use crate::user::{check_preferences, NewUser, OnboardingProgress, Page, User, UserId, UserPatch};
+use crate::service::context::RequestContext;
+use crate::user::{
+    check_preferences, Email, NewUser, OnboardingProgress, Page, User, UserId, UserPatch,
+};
 
 /// What a grant or revocation changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +130,7 @@ impl UserService {
     }
 
     /// A user by e-mail address.
-    pub async fn find_by_email(&self, email: &crate::Email) -> Result<Option<User>, DomainError> {
+    pub async fn find_by_email(&self, email: &Email) -> Result<Option<User>, DomainError> {
         Ok(self.users.find_by_email(email).await?)
     }
 
@@ -268,7 +270,6 @@ mod tests {
         MockCapabilityRepository, MockClock, MockEntitlementsProvider, MockOnboardingRepository,
         MockPasswordHasher, MockPreferenceRepository, MockUserRepository,
     };
-    use crate::Email;
 
     struct Mocks {
         users: MockUserRepository,

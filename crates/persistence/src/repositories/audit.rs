@@ -7,9 +7,9 @@ use user_service_domain::ports::AuditRepository;
 use user_service_domain::{AuditAction, AuditEvent, KeyId, Page, RepositoryError, UserId};
 
 use super::{count, limit_offset, AuditStore};
+use crate::connection::on_backend;
 use crate::connection::DbConnection;
 use crate::error::Failure;
-use crate::on_backend;
 use crate::prepared::KeepPrepared;
 use crate::schema::credential_audit_events as events;
 use crate::sql_types::DbTime;

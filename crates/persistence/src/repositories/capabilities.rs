@@ -8,8 +8,8 @@ use user_service_domain::ports::CapabilityRepository;
 use user_service_domain::{Capability, RepositoryError, UserId};
 
 use super::CapabilityStore;
+use crate::connection::on_backend;
 use crate::error::Failure;
-use crate::on_backend;
 use crate::schema::user_capabilities as caps;
 
 #[async_trait]

@@ -12,10 +12,10 @@ use user_service_domain::ports::{
 use user_service_domain::{AuditEvent, BrokerId, KeyId, RepositoryError, StoredCredential, UserId};
 
 use super::{count, CredentialStore};
+use crate::connection::on_backend;
 use crate::connection::{DbConnection, SqliteConn};
 use crate::database::{begin_statement, Opening};
 use crate::error::Failure;
-use crate::on_backend;
 use crate::prepared::KeepPrepared;
 use crate::schema::user_broker_credentials as ubc;
 use crate::sql_types::DbTime;

@@ -11,9 +11,9 @@ use user_service_domain::ports::{CutoverRepository, ModeChange};
 use user_service_domain::{CutoverMode, CutoverState, RepositoryError};
 
 use super::{count, CutoverStore};
+use crate::connection::on_backend;
 use crate::connection::DbConnection;
 use crate::error::Failure;
-use crate::on_backend;
 use crate::schema::cutover_mode as cm;
 use crate::schema::user_broker_credentials as ubc;
 use crate::sql_types::DbTime;

@@ -9,8 +9,8 @@ use user_service_domain::ports::OnboardingRepository;
 use user_service_domain::{OnboardingProgress, RepositoryError, UserId};
 
 use super::OnboardingStore;
+use crate::connection::on_backend;
 use crate::error::Failure;
-use crate::on_backend;
 use crate::schema::onboarding_progress as op;
 use crate::sql_types::{DbJson, DbTime};
 

@@ -9,7 +9,7 @@ use user_service_domain::ports::PreferenceRepository;
 use user_service_domain::{RepositoryError, UserId};
 
 use super::PreferenceStore;
-use crate::on_backend;
+use crate::connection::on_backend;
 use crate::schema::user_preferences as prefs;
 use crate::sql_types::DbJson;
 

@@ -15,9 +15,9 @@ use user_service_domain::ports::SessionRepository;
 use user_service_domain::{NewSession, RepositoryError, Session, UserId};
 
 use super::{count, SessionStore};
+use crate::connection::on_backend;
 use crate::connection::DbConnection;
 use crate::error::Failure;
-use crate::on_backend;
 use crate::prepared::KeepPrepared;
 use crate::schema::auth_sessions as s;
 use crate::sql_types::DbTime;

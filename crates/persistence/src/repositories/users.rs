@@ -10,8 +10,8 @@ use user_service_domain::{
 };
 
 use super::{count, limit_offset, UserStore};
+use crate::connection::on_backend;
 use crate::error::Failure;
-use crate::on_backend;
 use crate::schema::user_broker_credentials as ubc;
 use crate::schema::users;
 use crate::sql_types::DbTime;
