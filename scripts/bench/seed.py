@@ -11,10 +11,7 @@ Writes one token per line to --out (first line: the lowest user id), and prints 
 """
 
 import argparse
-import base64
 import concurrent.futures
-import hashlib
-import hmac
 import http.client
 import json
 import os
@@ -23,6 +20,9 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from platform_jwt import mint  # noqa: E402  (scripts/lib, shared by both harnesses)
 
 CREDENTIALS = json.dumps(
     {
@@ -33,20 +33,6 @@ CREDENTIALS = json.dumps(
         ]
     }
 )
-
-
-def b64url(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def mint(secret, user_id, lifetime):
-    now = int(time.time())
-    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    claims = b64url(
-        json.dumps({"sub": str(user_id), "exp": now + lifetime, "iat": now}, separators=(",", ":")).encode()
-    )
-    signature = hmac.new(secret.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
-    return f"{header}.{claims}.{b64url(signature)}"
 
 
 def insert_users(backend, database, count, prefix):

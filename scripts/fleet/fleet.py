@@ -36,9 +36,6 @@ One line per scenario with its figures; exit status 1 on any violation. See docs
 """
 
 import argparse
-import base64
-import hashlib
-import hmac
 import http.client
 import itertools
 import json
@@ -52,6 +49,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from platform_jwt import b64url, mint  # noqa: E402  (scripts/lib, shared by both harnesses)
 
 BROKERS = ("binance", "kraken", "alpaca", "fleet-one")
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -77,20 +77,6 @@ def tag(number):
         number, digit = divmod(number, 62)
         chars.append(BASE62[digit])
     return "".join(reversed(chars))
-
-
-def b64url(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def mint(secret, subject, lifetime=3600):
-    now = int(time.time())
-    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    claims = b64url(
-        json.dumps({"sub": str(subject), "exp": now + lifetime, "iat": now}, separators=(",", ":")).encode()
-    )
-    signature = hmac.new(secret.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
-    return f"{header}.{claims}.{b64url(signature)}"
 
 
 def get_json(port, path, timeout=2.0):
@@ -821,8 +807,10 @@ class Harness:
         self.check_logs()
 
     def check_logs(self):
-        """No key, JWT secret, token or stored value in any log the fleet wrote."""
-        secrets = list(self.fleet.keys) + [self.fleet.jwt_secret] + list(self.tokens.values())[:5]
+        """No key, JWT secret, token (nor a token's signature alone) or stored value in any log the
+        fleet wrote."""
+        tokens = list(self.tokens.values())
+        secrets = list(self.fleet.keys) + [self.fleet.jwt_secret] + tokens + [t.rsplit(".", 1)[-1] for t in tokens]
         pattern = re.compile(r"fleet-(key|secret)-\d+")
         logs = [os.path.join(d, n) for d, _, names in os.walk(self.root) for n in names if n.endswith(".log")]
         for name in sorted(logs):
