@@ -13,8 +13,8 @@ use user_service_brokers::{BrokerProbeAdapter, HttpBrokerProbe, ProbeUrls};
 use user_service_crypto::Passwords;
 use user_service_domain::entitlements::{CachedEntitlements, LocalEntitlements};
 use user_service_domain::ports::{
-    AuditRepository, CredentialRepository, CutoverRepository, EntitlementsProvider, SystemClock,
-    UserRepository,
+    AuditRepository, Clock, CredentialRepository, CutoverRepository, EntitlementsProvider,
+    SystemClock, UserRepository,
 };
 use user_service_domain::{
     CredentialService, CutoverGate, SignInPorts, SignInService, UserPorts, UserService,
@@ -136,6 +136,8 @@ pub struct Services {
     pub cutover: CutoverGate,
     /// Entitlements, cached.
     pub entitlements: Arc<CachedEntitlements>,
+    /// The time source every service uses.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Services {
@@ -152,7 +154,7 @@ impl Services {
         settings: &Settings,
         secrets: &Secrets,
     ) -> Result<Self, StartupError> {
-        let clock = Arc::new(SystemClock);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let users: Arc<dyn UserRepository> = Arc::new(database.users());
         let credential_store: Arc<dyn CredentialRepository> = Arc::new(database.credentials());
         let audit: Arc<dyn AuditRepository> = Arc::new(database.audit());
@@ -220,12 +222,13 @@ impl Services {
                     repository: users,
                     passwords,
                     sessions: Arc::new(database.sessions()),
-                    clock,
+                    clock: clock.clone(),
                 },
             ),
             users: user_service,
             credential_store,
             entitlements,
+            clock,
         })
     }
 }
@@ -268,6 +271,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         keys: Arc::new(KeyHolder::new(secrets.keys)),
         tokens,
         probe,
+        clock: services.clock,
     }))
 }
 

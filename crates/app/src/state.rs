@@ -4,7 +4,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use user_service_crypto::{KeyRing, TokenCodec};
 use user_service_domain::entitlements::CachedEntitlements;
-use user_service_domain::ports::{BrokerProbe, CredentialRepository};
+use user_service_domain::ports::{BrokerProbe, Clock, CredentialRepository};
 use user_service_domain::{CredentialService, SignInService, UserService};
 use user_service_persistence::Database;
 
@@ -39,6 +39,8 @@ pub struct AppState {
     pub connection_tests: RequestLimits,
     /// Sign-in throttling, in the database (shared by every replica).
     pub sign_in_limits: SignInLimits,
+    /// The time source (session expiry, throttling).
+    pub clock: Arc<dyn Clock>,
     tokens: RwLock<Arc<TokenCodec>>,
 }
 
@@ -71,6 +73,8 @@ pub struct Parts {
     pub tokens: TokenCodec,
     /// Broker connection tests.
     pub probe: Arc<dyn BrokerProbe>,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl AppState {
@@ -81,7 +85,10 @@ impl AppState {
             parts.settings.connection_tests_per_user_per_minute,
             parts.settings.connection_tests_per_minute,
         );
-        let sign_in_limits = SignInLimits::standard(Arc::new(parts.database.throttle()));
+        let sign_in_limits = SignInLimits::standard(
+            Arc::new(parts.database.throttle()),
+            Arc::clone(&parts.clock),
+        );
         Self {
             settings: parts.settings,
             database: parts.database,
@@ -95,6 +102,7 @@ impl AppState {
             metrics: Metrics::default(),
             connection_tests,
             sign_in_limits,
+            clock: parts.clock,
             tokens: RwLock::new(Arc::new(parts.tokens)),
         }
     }

@@ -140,14 +140,19 @@ struct TokenPair<'a> {
     token_type: &'static str,
 }
 
-/// A new session for `user`: in `family` when rotating, in a new family when signing in.
-fn new_session(user: UserId, family: Option<&str>) -> NewSession {
+/// A new session for `user`: in `family` when rotating, in a new family when signing in,
+/// expiring one refresh-token lifetime after `now`.
+fn new_session(
+    user: UserId,
+    family: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> NewSession {
     let fresh = || uuid::Uuid::new_v4().simple().to_string();
     NewSession {
         id: fresh(),
         family: family.map_or_else(fresh, str::to_owned),
         user,
-        expires_at: chrono::Utc::now() + chrono::Duration::seconds(REFRESH_TOKEN_TTL_SECS),
+        expires_at: now + chrono::Duration::seconds(REFRESH_TOKEN_TTL_SECS),
     }
 }
 
@@ -189,7 +194,7 @@ async fn sign_in(
     user: UserId,
     status: StatusCode,
 ) -> Result<HttpResponse, ApiError> {
-    let session = new_session(user, None);
+    let session = new_session(user, None, state.clock.now());
     state.sign_in.start_session(&session).await?;
     Ok(token_pair(state, &session, status))
 }
@@ -319,7 +324,7 @@ pub async fn refresh(
         Err(DomainError::NotFound(_)) => return Err(ApiError::invalid_token()),
         Err(other) => return Err(other.into()),
     }
-    let next = new_session(presented.user, Some(&presented.family));
+    let next = new_session(presented.user, Some(&presented.family), state.clock.now());
     match state.sign_in.refresh(&presented, &next).await? {
         RefreshOutcome::Rotated => Ok(token_pair(&state, &next, StatusCode::OK)),
         RefreshOutcome::Refused | RefreshOutcome::ReuseDetected => Err(ApiError::invalid_token()),

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+use user_service_domain::ports::Clock as TimeSource;
 use user_service_domain::ports::ThrottleRepository;
 use user_service_domain::{DomainError, UserId};
 
@@ -98,6 +99,7 @@ impl RequestLimits {
 /// SHA-256 of its kind and key, never an e-mail address in clear.
 pub struct SignInLimits {
     store: Arc<dyn ThrottleRepository>,
+    clock: Arc<dyn TimeSource>,
     per_pair: u32,
     per_address: u32,
     per_account: u32,
@@ -116,25 +118,29 @@ impl std::fmt::Debug for SignInLimits {
 impl SignInLimits {
     /// Limits allowing `per_pair` attempts per minute per e-mail from one client address,
     /// `per_address` per client address and `per_account` per e-mail from all addresses
-    /// (bursts of that size, then one attempt per `60 / n` seconds), kept in `store`.
+    /// (bursts of that size, then one attempt per `60 / n` seconds), kept in `store`, timed by
+    /// `clock`.
     pub fn new(
         store: Arc<dyn ThrottleRepository>,
+        clock: Arc<dyn TimeSource>,
         per_pair: u32,
         per_address: u32,
         per_account: u32,
     ) -> Self {
         Self {
             store,
+            clock,
             per_pair,
             per_address,
             per_account,
         }
     }
 
-    /// The limits of the sign-in routes, in `store`.
-    pub fn standard(store: Arc<dyn ThrottleRepository>) -> Self {
+    /// The limits of the sign-in routes, in `store`, timed by `clock`.
+    pub fn standard(store: Arc<dyn ThrottleRepository>, clock: Arc<dyn TimeSource>) -> Self {
         Self::new(
             store,
+            clock,
             ATTEMPTS_PER_ACCOUNT_AND_ADDRESS_PER_MINUTE,
             ATTEMPTS_PER_ADDRESS_PER_MINUTE,
             ATTEMPTS_PER_ACCOUNT_PER_MINUTE,
@@ -144,7 +150,7 @@ impl SignInLimits {
     /// Counts one attempt for `account` from `address`; `429` with `Retry-After` when any of
     /// the three buckets is over its limit (the buckets checked before it keep the attempt).
     pub async fn check(&self, account: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
-        let now = chrono::Utc::now();
+        let now = self.clock.now();
         let shown = address.map(|a| a.to_string()).unwrap_or_default();
         if address.is_some() {
             self.admit(&bucket("address", &[&shown]), self.per_address, now, || {
@@ -214,11 +220,38 @@ mod tests {
 
     const HOME: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
 
+    /// A clock the test moves by hand.
+    struct StepClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+    impl StepClock {
+        fn advance(&self, by: Duration) {
+            let mut now = self.0.lock().unwrap();
+            *now += chrono::Duration::from_std(by).unwrap();
+        }
+    }
+
+    impl TimeSource for StepClock {
+        fn now(&self) -> chrono::DateTime<chrono::Utc> {
+            *self.0.lock().unwrap()
+        }
+    }
+
     /// Limits over a fresh, migrated SQLite database (kept alive by the returned folder).
     async fn limits(
         per_pair: u32,
         per_address: u32,
         per_account: u32,
+    ) -> (SignInLimits, tempfile::TempDir) {
+        let clock = Arc::new(StepClock(std::sync::Mutex::new(chrono::Utc::now())));
+        limits_timed(per_pair, per_address, per_account, clock).await
+    }
+
+    /// The same, timed by `clock`.
+    async fn limits_timed(
+        per_pair: u32,
+        per_address: u32,
+        per_account: u32,
+        clock: Arc<StepClock>,
     ) -> (SignInLimits, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("throttle.db").display());
@@ -228,7 +261,7 @@ mod tests {
         database.run_migrations().await.unwrap();
         let store = Arc::new(database.throttle());
         (
-            SignInLimits::new(store, per_pair, per_address, per_account),
+            SignInLimits::new(store, clock, per_pair, per_address, per_account),
             dir,
         )
     }
@@ -256,6 +289,27 @@ mod tests {
         );
         // Another account from the same address is not affected.
         limits.check("b@example.com", HOME).await.unwrap();
+    }
+
+    #[actix_web::test]
+    async fn a_refused_account_gets_one_attempt_back_per_interval_by_the_clock() {
+        let clock = Arc::new(StepClock(std::sync::Mutex::new(chrono::Utc::now())));
+        let (limits, _db) = limits_timed(5, 100, 100, Arc::clone(&clock)).await;
+        for _ in 0..5 {
+            limits.check("a@example.com", HOME).await.unwrap();
+        }
+        limits.check("a@example.com", HOME).await.unwrap_err();
+        // 5 a minute: one attempt comes back every 12 s, not before.
+        clock.advance(Duration::from_secs(11));
+        limits.check("a@example.com", HOME).await.unwrap_err();
+        clock.advance(Duration::from_secs(1));
+        limits.check("a@example.com", HOME).await.unwrap();
+        limits.check("a@example.com", HOME).await.unwrap_err();
+        // A minute later the whole burst is back.
+        clock.advance(Duration::from_secs(60));
+        for _ in 0..5 {
+            limits.check("a@example.com", HOME).await.unwrap();
+        }
     }
 
     #[actix_web::test]
