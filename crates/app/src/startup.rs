@@ -16,9 +16,7 @@ use user_service_domain::ports::{
     AuditRepository, Clock, CredentialRepository, CutoverRepository, EntitlementsProvider,
     SystemClock, UserRepository,
 };
-use user_service_domain::{
-    CredentialService, CutoverGate, SignInPorts, SignInService, UserPorts, UserService,
-};
+use user_service_domain::{CredentialService, CutoverGate, SignInService, UserPorts, UserService};
 use user_service_entitlements::RemoteEntitlements;
 use user_service_persistence::{Database, DatabaseError, PoolSettings};
 
@@ -191,14 +189,13 @@ impl Services {
             settings.entitlements_ttl(),
             Duration::from_secs(settings.entitlements_stale_if_error_secs),
         ));
-        let passwords = Arc::new(Passwords);
         let user_service = UserService::new(UserPorts {
             users: Arc::clone(&users),
             preferences: Arc::new(database.preferences()),
             onboarding: Arc::new(database.onboarding()),
             capabilities,
             entitlements: entitlements.clone(),
-            passwords: passwords.clone(),
+            passwords: Arc::new(Passwords),
             clock: clock.clone(),
         });
         let cutover_store: Arc<dyn CutoverRepository> = Arc::new(database.cutover());
@@ -216,15 +213,7 @@ impl Services {
             .with_cutover(cutover.clone()),
             cutover_store,
             cutover,
-            sign_in: SignInService::new(
-                user_service.clone(),
-                SignInPorts {
-                    repository: users,
-                    passwords,
-                    sessions: Arc::new(database.sessions()),
-                    clock: clock.clone(),
-                },
-            ),
+            sign_in: SignInService::new(user_service.clone(), Arc::new(database.sessions())),
             users: user_service,
             credential_store,
             entitlements,
@@ -260,19 +249,21 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         },
         Duration::from_secs(settings.broker_probe_timeout_secs),
     )));
-    Ok(AppState::new(Parts {
-        settings,
-        database,
-        credentials: services.credentials,
-        users: services.users,
-        sign_in: services.sign_in,
-        credential_store: services.credential_store,
-        entitlements: services.entitlements,
-        keys: Arc::new(KeyHolder::new(secrets.keys)),
+    Ok(AppState::new(
+        Parts {
+            settings,
+            database,
+            credentials: services.credentials,
+            users: services.users,
+            sign_in: services.sign_in,
+            credential_store: services.credential_store,
+            entitlements: services.entitlements,
+            keys: Arc::new(KeyHolder::new(secrets.keys)),
+            probe,
+            clock: services.clock,
+        },
         tokens,
-        probe,
-        clock: services.clock,
-    }))
+    ))
 }
 
 /// A bound, not yet awaited server.

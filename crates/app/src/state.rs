@@ -13,8 +13,36 @@ use crate::http::error::ApiError;
 use crate::http::limits::{RequestLimits, SignInLimits};
 use crate::http::metrics::Metrics;
 
-/// The application state, built once by `startup`.
+/// The application state, built once by `startup`: the [`Parts`] it was assembled from (reached
+/// through `Deref`: `state.settings`, `state.database`, …) and what it derives from them.
 pub struct AppState {
+    parts: Parts,
+    /// Request metrics.
+    pub metrics: Metrics,
+    /// Limits of the connection test (per user and global).
+    pub connection_tests: RequestLimits,
+    /// Sign-in throttling, in the database (shared by every replica).
+    pub sign_in_limits: SignInLimits,
+    tokens: RwLock<Arc<TokenCodec>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.parts
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The parts [`AppState::new`] assembles.
+#[allow(missing_debug_implementations)]
+pub struct Parts {
     /// Effective configuration.
     pub settings: Settings,
     /// The database pool (readiness, pool metrics).
@@ -33,53 +61,13 @@ pub struct AppState {
     pub keys: Arc<KeyHolder>,
     /// Broker connection tests.
     pub probe: Arc<dyn BrokerProbe>,
-    /// Request metrics.
-    pub metrics: Metrics,
-    /// Limits of the connection test (per user and global).
-    pub connection_tests: RequestLimits,
-    /// Sign-in throttling, in the database (shared by every replica).
-    pub sign_in_limits: SignInLimits,
     /// The time source (session expiry, throttling).
-    pub clock: Arc<dyn Clock>,
-    tokens: RwLock<Arc<TokenCodec>>,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").finish_non_exhaustive()
-    }
-}
-
-/// The parts [`AppState::new`] assembles.
-#[allow(missing_debug_implementations)]
-pub struct Parts {
-    /// Effective configuration.
-    pub settings: Settings,
-    /// The database pool.
-    pub database: Database,
-    /// Credential use cases.
-    pub credentials: CredentialService,
-    /// User use cases.
-    pub users: UserService,
-    /// Sign-in use cases.
-    pub sign_in: SignInService,
-    /// Credential rows.
-    pub credential_store: Arc<dyn CredentialRepository>,
-    /// Entitlements, cached.
-    pub entitlements: Arc<CachedEntitlements>,
-    /// The key ring.
-    pub keys: Arc<KeyHolder>,
-    /// The token codec.
-    pub tokens: TokenCodec,
-    /// Broker connection tests.
-    pub probe: Arc<dyn BrokerProbe>,
-    /// The time source.
     pub clock: Arc<dyn Clock>,
 }
 
 impl AppState {
-    /// Assembles the state.
-    pub fn new(parts: Parts) -> Self {
+    /// Assembles the state from `parts` and the token codec `tokens`.
+    pub fn new(parts: Parts, tokens: TokenCodec) -> Self {
         let connection_tests = RequestLimits::new(
             "connection_test",
             parts.settings.connection_tests_per_user_per_minute,
@@ -90,20 +78,11 @@ impl AppState {
             Arc::clone(&parts.clock),
         );
         Self {
-            settings: parts.settings,
-            database: parts.database,
-            credentials: parts.credentials,
-            users: parts.users,
-            sign_in: parts.sign_in,
-            credential_store: parts.credential_store,
-            entitlements: parts.entitlements,
-            keys: parts.keys,
-            probe: parts.probe,
+            parts,
             metrics: Metrics::default(),
             connection_tests,
             sign_in_limits,
-            clock: parts.clock,
-            tokens: RwLock::new(Arc::new(parts.tokens)),
+            tokens: RwLock::new(Arc::new(tokens)),
         }
     }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 use support::{Backend, TestServer};
 
 /// Values the page types in; none of them may reach the database in clear.
@@ -101,22 +101,20 @@ fn fake_binance() -> String {
     url
 }
 
-/// A user with a Binance key and secret and a custom broker's key, for the key-outage scenario
-/// (read through a second server on the same database that has no key).
-fn prepare_outage_user(server: &TestServer) {
-    server.cli(&[
-        "users",
-        "create",
-        "--email",
-        OUTAGE_EMAIL,
-        "--password",
-        OUTAGE_PASSWORD,
-    ]);
+/// Creates the user `email` with `password` through the CLI, signs in and stores `credentials`
+/// (the body of `PUT /users/me/broker-credentials`).
+fn create_user_with_credentials(
+    server: &TestServer,
+    email: &str,
+    password: &str,
+    credentials: Value,
+) {
+    server.cli(&["users", "create", "--email", email, "--password", password]);
     let login = server.call(
         "POST",
         "/auth/login",
         None,
-        Some(json!({"email": OUTAGE_EMAIL, "password": OUTAGE_PASSWORD})),
+        Some(json!({"email": email, "password": password})),
     );
     assert_eq!(login.status, 200, "{}", login.text);
     let token = login.body["access_token"].as_str().unwrap();
@@ -124,39 +122,33 @@ fn prepare_outage_user(server: &TestServer) {
         "PUT",
         "/users/me/broker-credentials",
         Some(token),
-        Some(json!({"credentials": [
-            {"broker": "binance", "api_key": "dave-key-1234", "api_secret": "dave-secret-5678"},
-            {"broker": "my-exchange", "api_key": "dave-custom-key-9999"},
-        ]})),
+        Some(credentials),
     );
     assert_eq!(put.status, 200, "{}", put.text);
 }
 
+/// A user with a Binance key and secret and a custom broker's key, for the key-outage scenario
+/// (read through a second server on the same database that has no key).
+fn prepare_outage_user(server: &TestServer) {
+    create_user_with_credentials(
+        server,
+        OUTAGE_EMAIL,
+        OUTAGE_PASSWORD,
+        json!({"credentials": [
+            {"broker": "binance", "api_key": "dave-key-1234", "api_secret": "dave-secret-5678"},
+            {"broker": "my-exchange", "api_key": "dave-custom-key-9999"},
+        ]}),
+    );
+}
+
 /// A user whose stored key no longer decrypts (the row was altered behind the service's back).
 fn prepare_undecryptable_user(server: &TestServer) {
-    server.cli(&[
-        "users",
-        "create",
-        "--email",
+    create_user_with_credentials(
+        server,
         UNDECRYPTABLE_EMAIL,
-        "--password",
         UNDECRYPTABLE_PASSWORD,
-    ]);
-    let login = server.call(
-        "POST",
-        "/auth/login",
-        None,
-        Some(json!({"email": UNDECRYPTABLE_EMAIL, "password": UNDECRYPTABLE_PASSWORD})),
+        json!({"credentials": [{"broker": "binance", "api_key": "carol-key-1234", "api_secret": "carol-secret-5678"}]}),
     );
-    assert_eq!(login.status, 200, "{}", login.text);
-    let token = login.body["access_token"].as_str().unwrap();
-    let put = server.call(
-        "PUT",
-        "/users/me/broker-credentials",
-        Some(token),
-        Some(json!({"credentials": [{"broker": "binance", "api_key": "carol-key-1234", "api_secret": "carol-secret-5678"}]})),
-    );
-    assert_eq!(put.status, 200, "{}", put.text);
     // A well-formed Fernet token under a key the service does not hold.
     server.db.execute(
         "UPDATE user_broker_credentials SET api_key_encrypted = \

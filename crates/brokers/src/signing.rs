@@ -328,20 +328,45 @@ mod tests {
         UnsignedRequest::parse(method, path, query, body).unwrap()
     }
 
-    fn sign(broker_name: &str, request: &UnsignedRequest, secret: &str) -> SignedRequest {
+    /// `request` signed for Binance with the published example's key, at `now`.
+    fn binance_at(request: &UnsignedRequest, now: DateTime<Utc>) -> SignedRequest {
         BrokerProtocols::new()
             .sign(
-                &broker(broker_name),
+                &broker("binance"),
                 request,
-                &PlainSecret::new(if broker_name == "kraken" {
-                    "kraken-key"
-                } else {
-                    BINANCE_KEY
-                }),
-                &PlainSecret::new(secret),
+                &PlainSecret::new(BINANCE_KEY),
+                &PlainSecret::new(BINANCE_SECRET),
+                now,
+            )
+            .unwrap()
+    }
+
+    /// A request signed for Binance with the published example's key, now.
+    fn binance(
+        method: HttpMethod,
+        path: &str,
+        query: Option<&str>,
+        body: Option<&str>,
+    ) -> SignedRequest {
+        binance_at(&request(method, path, query, body), Utc::now())
+    }
+
+    /// A `POST` of `body` to `path` signed for Kraken with the published example's secret, now.
+    fn kraken(path: &str, body: Option<&str>) -> SignedRequest {
+        BrokerProtocols::new()
+            .sign(
+                &broker("kraken"),
+                &request(Post, path, None, body),
+                &PlainSecret::new("kraken-key"),
+                &PlainSecret::new(KRAKEN_SECRET),
                 Utc::now(),
             )
             .unwrap()
+    }
+
+    /// The published example's parameters followed by their signature.
+    fn ltcbtc_signed() -> String {
+        format!("{LTCBTC_ALL}&signature={LTCBTC_SIGNATURE}")
     }
 
     fn header<'a>(signed: &'a SignedRequest, name: &str) -> Option<&'a str> {
@@ -354,46 +379,28 @@ mod tests {
 
     #[test]
     fn binance_example_1_request_body() {
-        let signed = sign(
-            "binance",
-            &request(Post, "/api/v3/order", None, Some(LTCBTC_ALL)),
-            BINANCE_SECRET,
-        );
+        let signed = binance(Post, "/api/v3/order", None, Some(LTCBTC_ALL));
         assert_eq!(signed.query, "");
-        assert_eq!(
-            signed.body,
-            format!("{LTCBTC_ALL}&signature={LTCBTC_SIGNATURE}")
-        );
+        assert_eq!(signed.body, ltcbtc_signed());
         assert_eq!(header(&signed, "X-MBX-APIKEY"), Some(BINANCE_KEY));
         assert_eq!(header(&signed, "Content-Type"), Some(FORM));
     }
 
     #[test]
     fn binance_example_2_query_string() {
-        let signed = sign(
-            "binance",
-            &request(Post, "/api/v3/order", Some(LTCBTC_ALL), None),
-            BINANCE_SECRET,
-        );
-        assert_eq!(
-            signed.query,
-            format!("{LTCBTC_ALL}&signature={LTCBTC_SIGNATURE}")
-        );
+        let signed = binance(Post, "/api/v3/order", Some(LTCBTC_ALL), None);
+        assert_eq!(signed.query, ltcbtc_signed());
         assert_eq!(signed.body, "");
         assert_eq!(header(&signed, "Content-Type"), None);
     }
 
     #[test]
     fn binance_example_3_mixed_query_and_body() {
-        let signed = sign(
-            "binance",
-            &request(
-                Post,
-                "/api/v3/order",
-                Some("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC"),
-                Some("quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559"),
-            ),
-            BINANCE_SECRET,
+        let signed = binance(
+            Post,
+            "/api/v3/order",
+            Some("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC"),
+            Some("quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559"),
         );
         assert_eq!(
             signed.query,
@@ -409,11 +416,7 @@ mod tests {
     #[test]
     fn binance_non_ascii_example_is_signed_percent_encoded() {
         let query = "symbol=%EF%BC%91%EF%BC%92%EF%BC%93%EF%BC%94%EF%BC%95%EF%BC%96&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559";
-        let signed = sign(
-            "binance",
-            &request(Post, "/api/v3/order", Some(query), None),
-            BINANCE_SECRET,
-        );
+        let signed = binance(Post, "/api/v3/order", Some(query), None);
         assert_eq!(
             signed.query,
             format!(
@@ -425,35 +428,19 @@ mod tests {
     #[test]
     fn binance_timestamp_and_recv_window_are_added_when_absent() {
         let now = Utc.timestamp_millis_opt(1_499_827_319_559).unwrap();
-        let signed = BrokerProtocols::new()
-            .sign(
-                &broker("binance"),
-                &request(
-                    Post,
-                    "/api/v3/order",
-                    None,
-                    Some("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1"),
-                ),
-                &PlainSecret::new(BINANCE_KEY),
-                &PlainSecret::new(BINANCE_SECRET),
-                now,
-            )
-            .unwrap();
-        // Same parameters, in the documented order, hence the documented signature.
-        assert_eq!(
-            signed.body,
-            format!("{LTCBTC_ALL}&signature={LTCBTC_SIGNATURE}")
+        let signed = binance_at(
+            &request(
+                Post,
+                "/api/v3/order",
+                None,
+                Some("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1"),
+            ),
+            now,
         );
+        // Same parameters, in the documented order, hence the documented signature.
+        assert_eq!(signed.body, ltcbtc_signed());
 
-        let account = BrokerProtocols::new()
-            .sign(
-                &broker("binance"),
-                &request(Get, "/api/v3/account", None, None),
-                &PlainSecret::new(BINANCE_KEY),
-                &PlainSecret::new(BINANCE_SECRET),
-                now,
-            )
-            .unwrap();
+        let account = binance_at(&request(Get, "/api/v3/account", None, None), now);
         let (unsigned, signature) = account.query.rsplit_once("&signature=").unwrap();
         assert_eq!(unsigned, "recvWindow=5000&timestamp=1499827319559");
         assert_eq!(
@@ -464,22 +451,14 @@ mod tests {
 
     #[test]
     fn binance_keeps_a_caller_recv_window() {
-        let signed = sign(
-            "binance",
-            &request(Get, "/api/v3/openOrders", Some("recvWindow=2000"), None),
-            BINANCE_SECRET,
-        );
+        let signed = binance(Get, "/api/v3/openOrders", Some("recvWindow=2000"), None);
         assert!(signed.query.starts_with("recvWindow=2000&timestamp="));
         assert_eq!(signed.query.matches("recvWindow").count(), 1);
     }
 
     #[test]
     fn kraken_published_example() {
-        let signed = sign(
-            "kraken",
-            &request(Post, "/0/private/AddOrder", None, Some(KRAKEN_BODY)),
-            KRAKEN_SECRET,
-        );
+        let signed = kraken("/0/private/AddOrder", Some(KRAKEN_BODY));
         assert_eq!(signed.body, KRAKEN_BODY);
         assert_eq!(signed.query, "");
         assert_eq!(header(&signed, "API-Key"), Some("kraken-key"));
@@ -490,11 +469,7 @@ mod tests {
     #[test]
     fn kraken_nonce_is_added_first_and_signed() {
         let given = "ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25";
-        let signed = sign(
-            "kraken",
-            &request(Post, "/0/private/AddOrder", None, Some(given)),
-            KRAKEN_SECRET,
-        );
+        let signed = kraken("/0/private/AddOrder", Some(given));
         let nonce = params::value(&signed.body, "nonce").unwrap();
         assert_eq!(signed.body, format!("nonce={nonce}&{given}"));
         let secret = base64::engine::general_purpose::STANDARD
@@ -504,11 +479,7 @@ mod tests {
             header(&signed, "API-Sign").unwrap(),
             kraken_signature(&secret, "/0/private/AddOrder", nonce, &signed.body)
         );
-        let balance = sign(
-            "kraken",
-            &request(Post, "/0/private/Balance", None, None),
-            KRAKEN_SECRET,
-        );
+        let balance = kraken("/0/private/Balance", None);
         assert!(balance.body.starts_with("nonce=") && !balance.body.contains('&'));
     }
 
@@ -597,6 +568,15 @@ mod tests {
     #[test]
     fn policy_refuses_anything_that_moves_funds_or_manages_keys() {
         let signer = BrokerProtocols::new();
+        let sign = |name: &str, method: HttpMethod, path: &str| {
+            signer.sign(
+                &broker(name),
+                &request(method, path, None, None),
+                &PlainSecret::new("k"),
+                &PlainSecret::new(KRAKEN_SECRET),
+                Utc::now(),
+            )
+        };
         let refused = [
             ("binance", Post, "/sapi/v1/capital/withdraw/apply"),
             ("binance", Post, "/sapi/v1/asset/transfer"),
@@ -619,13 +599,7 @@ mod tests {
             ("kraken", Get, "/0/private/Balance"),
         ];
         for (name, method, path) in refused {
-            let result = signer.sign(
-                &broker(name),
-                &request(method, path, None, None),
-                &PlainSecret::new("k"),
-                &PlainSecret::new(KRAKEN_SECRET),
-                Utc::now(),
-            );
+            let result = sign(name, method, path);
             assert_eq!(
                 result,
                 Err(SignError::PathNotAllowed),
@@ -635,13 +609,7 @@ mod tests {
         for (name, list) in [("binance", BINANCE_ALLOWED), ("kraken", KRAKEN_ALLOWED)] {
             assert_eq!(allowed_requests(&broker(name)), list);
             for &(method, path) in list {
-                let result = signer.sign(
-                    &broker(name),
-                    &request(method, path, None, None),
-                    &PlainSecret::new("k"),
-                    &PlainSecret::new(KRAKEN_SECRET),
-                    Utc::now(),
-                );
+                let result = sign(name, method, path);
                 assert!(result.is_ok(), "{name} {method} {path}: {result:?}");
             }
         }
@@ -669,11 +637,7 @@ mod tests {
 
     #[test]
     fn debug_of_a_signed_request_shows_no_key_or_signature() {
-        let signed = sign(
-            "binance",
-            &request(Post, "/api/v3/order", Some(LTCBTC_ALL), None),
-            BINANCE_SECRET,
-        );
+        let signed = binance(Post, "/api/v3/order", Some(LTCBTC_ALL), None);
         let shown = format!("{signed:?} {:?}", BrokerProtocols::new());
         assert!(!shown.contains(BINANCE_KEY), "{shown}");
         assert!(!shown.contains(LTCBTC_SIGNATURE), "{shown}");

@@ -4,36 +4,8 @@ use std::fmt;
 
 use crate::error::ClientError;
 
-/// HTTP methods of broker requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// `GET`
-    Get,
-    /// `POST`
-    Post,
-    /// `PUT`
-    Put,
-    /// `DELETE`
-    Delete,
-}
-
-impl Method {
-    /// The upper-case method name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Get => "GET",
-            Self::Post => "POST",
-            Self::Put => "PUT",
-            Self::Delete => "DELETE",
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// HTTP methods of broker requests: the user-service's own [`HttpMethod`](user_service_domain::HttpMethod).
+pub use user_service_domain::HttpMethod as Method;
 
 /// A broker request before signing: method, path, query parameters and form body parameters,
 /// in the order given. Names and values are form-urlencoded when the request is sent for

@@ -141,6 +141,13 @@ fn read(stream: &TcpStream) -> Option<Captured> {
     })
 }
 
+/// The error of having user 3's Binance account request signed through `client`.
+fn account_error(client: &SigningClient) -> ClientError {
+    client
+        .sign(3, "binance", &BrokerRequest::get("/api/v3/account"))
+        .unwrap_err()
+}
+
 fn client(url: &str) -> SigningClient {
     SigningClient::new(url, SecretString::from(TOKEN))
 }
@@ -323,9 +330,7 @@ fn refusals_carry_status_code_detail_and_request_id() {
                 json!({ "detail": format!("refused: {code}"), "code": code, "request_id": "req-1" }),
             )
         });
-        let error = client(&service.url())
-            .sign(3, "binance", &BrokerRequest::get("/api/v3/account"))
-            .unwrap_err();
+        let error = account_error(&client(&service.url()));
         assert_eq!(
             error,
             ClientError::Refused {
@@ -348,9 +353,7 @@ fn refusals_carry_status_code_detail_and_request_id() {
 #[test]
 fn an_error_that_is_not_json_still_gives_the_status() {
     let service = Fake::start(|_| (502, "<html>Bad gateway</html>".to_owned()));
-    let error = client(&service.url())
-        .sign(3, "binance", &BrokerRequest::get("/api/v3/account"))
-        .unwrap_err();
+    let error = account_error(&client(&service.url()));
     assert_eq!(
         error,
         ClientError::Refused {
@@ -365,9 +368,7 @@ fn an_error_that_is_not_json_still_gives_the_status() {
 #[test]
 fn a_200_that_is_not_a_signed_request_is_an_error() {
     let service = Fake::start(|_| answer(200, json!({ "status": "ok" })));
-    let error = client(&service.url())
-        .sign(3, "binance", &BrokerRequest::get("/api/v3/account"))
-        .unwrap_err();
+    let error = account_error(&client(&service.url()));
     assert!(matches!(error, ClientError::InvalidAnswer(_)), "{error:?}");
 }
 
@@ -377,9 +378,7 @@ fn an_unreachable_service_is_a_transport_error() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let error = client(&format!("http://{closed}"))
-        .sign(3, "binance", &BrokerRequest::get("/api/v3/account"))
-        .unwrap_err();
+    let error = account_error(&client(&format!("http://{closed}")));
     assert_eq!(
         error,
         ClientError::Transport("connection refused".to_owned())
@@ -391,9 +390,7 @@ fn an_unreachable_service_is_a_transport_error() {
         SecretString::from(TOKEN),
         Duration::from_millis(200),
     );
-    let error = slow
-        .sign(3, "binance", &BrokerRequest::get("/api/v3/account"))
-        .unwrap_err();
+    let error = account_error(&slow);
     assert!(
         matches!(&error, ClientError::Transport(cause) if cause.starts_with("timeout")),
         "{error:?}"
@@ -507,6 +504,26 @@ mod end_to_end {
             .new_agent()
     }
 
+    /// Has `request` signed with user 42's `broker` key through the route, sends it to `url`,
+    /// and answers the status and the JSON body.
+    fn signed_and_sent(
+        client: &SigningClient,
+        broker: &str,
+        request: &BrokerRequest,
+        url: &str,
+    ) -> (u16, Value) {
+        let mut response = client
+            .sign(42, broker, request)
+            .unwrap()
+            .send(&agent(), url)
+            .unwrap();
+        let body = response.body_mut().read_to_string().unwrap();
+        (
+            response.status().as_u16(),
+            serde_json::from_str(&body).unwrap(),
+        )
+    }
+
     #[test]
     fn orders_signed_through_the_route_are_accepted_by_the_stand_ins() {
         let service = Fake::start(signing_route);
@@ -521,25 +538,16 @@ mod end_to_end {
             .form("timeInForce", "GTC")
             .form("quantity", "0.01")
             .form("price", "20000");
-        let mut response = client
-            .sign(42, "binance", &order)
-            .unwrap()
-            .send(&agent(), &binance.url())
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        let placed: Value =
-            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        let (status, placed) = signed_and_sent(&client, "binance", &order, &binance.url());
+        assert_eq!(status, 200);
         assert_eq!(
             (placed["symbol"].as_str(), placed["status"].as_str()),
             (Some("BTCUSDT"), Some("NEW"))
         );
 
-        let account = client
-            .sign(42, "binance", &BrokerRequest::get("/api/v3/account"))
-            .unwrap()
-            .send(&agent(), &binance.url())
-            .unwrap();
-        assert_eq!(account.status().as_u16(), 200);
+        let account = BrokerRequest::get("/api/v3/account");
+        let (status, _) = signed_and_sent(&client, "binance", &account, &binance.url());
+        assert_eq!(status, 200);
 
         let add_order = BrokerRequest::post("/0/private/AddOrder")
             .form("ordertype", "limit")
@@ -547,13 +555,7 @@ mod end_to_end {
             .form("volume", "1.25")
             .form("pair", "XBTUSD")
             .form("price", "37500");
-        let mut response = client
-            .sign(42, "kraken", &add_order)
-            .unwrap()
-            .send(&agent(), &kraken.url())
-            .unwrap();
-        let added: Value =
-            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        let (_, added) = signed_and_sent(&client, "kraken", &add_order, &kraken.url());
         assert_eq!(added["error"], json!([]), "{added}");
 
         assert!(binance

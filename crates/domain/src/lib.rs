@@ -36,7 +36,7 @@ pub use error::{
 pub use principal::{Principal, ServiceName};
 pub use secret::{PlainSecret, SecretInput};
 pub use service::{
-    CapabilityChange, CredentialService, CredentialTest, CutoverGate, RequestContext, SignInPorts,
+    CapabilityChange, CredentialService, CredentialTest, CutoverGate, RequestContext,
     SignInService, TestOutcome, TestResult, UserPorts, UserService,
 };
 pub use session::{NewSession, PresentedSession, RefreshOutcome, Session, SessionState};

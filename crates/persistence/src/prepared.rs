@@ -69,12 +69,11 @@ mod tests {
     use diesel::connection::InstrumentationEvent;
     use diesel::prelude::*;
     use diesel::sql_types::BigInt;
-    use diesel::sqlite::SqliteConnection;
     use diesel_async::pg::AsyncPgConnection;
-    use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
     use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
     use super::KeepPrepared;
+    use crate::connection::{on_backend, DbConnection, SqliteConn};
 
     diesel::table! {
         prepared_probe (id) {
@@ -145,55 +144,68 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn postgres_keeps_marked_statements_prepared_and_not_the_others() {
-        let Some(url) = postgres_url() else { return };
-        let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
-        conn.batch_execute(CREATE).await.unwrap();
-        for id in 1..=2 {
-            let row = Probe { id, note: None };
+    /// Inserts row `id` and sets its note, both statements marked to be kept prepared.
+    async fn insert_and_note_kept(conn: &mut DbConnection, id: i32) {
+        let row = Probe { id, note: None };
+        on_backend!(conn, |c| {
             diesel::insert_into(prepared_probe::table)
                 .values(&row)
                 .keep_prepared()
-                .execute(&mut conn)
+                .execute(c)
                 .await
                 .unwrap();
             diesel::update(prepared_probe::table.filter(prepared_probe::id.eq(id)))
                 .set(prepared_probe::note.eq("kept"))
                 .keep_prepared()
-                .execute(&mut conn)
+                .execute(c)
                 .await
                 .unwrap();
+        });
+    }
+
+    /// Sets the note of row `id` to `note` by a statement not marked to be kept.
+    async fn note_unmarked(conn: &mut DbConnection, id: i32, note: Option<&str>) {
+        on_backend!(conn, |c| {
             diesel::update(prepared_probe::table.filter(prepared_probe::id.eq(id)))
-                .set(prepared_probe::note.eq(None::<&str>))
-                .execute(&mut conn)
+                .set(prepared_probe::note.eq(note))
+                .execute(c)
                 .await
                 .unwrap();
+        });
+    }
+
+    #[tokio::test]
+    async fn postgres_keeps_marked_statements_prepared_and_not_the_others() {
+        let Some(url) = postgres_url() else { return };
+        let mut pg = AsyncPgConnection::establish(&url).await.unwrap();
+        pg.batch_execute(CREATE).await.unwrap();
+        let mut conn = DbConnection::Postgres(pg);
+        for id in 1..=2 {
+            insert_and_note_kept(&mut conn, id).await;
+            note_unmarked(&mut conn, id, None).await;
         }
+        let DbConnection::Postgres(conn) = &mut conn else {
+            unreachable!("a PostgreSQL connection")
+        };
         // Run twice, each marked statement is prepared once; the unmarked one is not kept.
-        assert_eq!(kept(&mut conn, "INSERT INTO \"prepared_probe\"").await, 1);
-        assert_eq!(kept(&mut conn, "UPDATE \"prepared_probe\"").await, 1);
+        assert_eq!(kept(conn, "INSERT INTO \"prepared_probe\"").await, 1);
+        assert_eq!(kept(conn, "UPDATE \"prepared_probe\"").await, 1);
     }
 
     #[tokio::test]
     async fn sqlite_caches_marked_statements_and_not_the_others() {
-        let mut conn = SyncConnectionWrapper::<SqliteConnection>::establish(":memory:")
-            .await
-            .unwrap();
-        conn.batch_execute(CREATE).await.unwrap();
+        let mut sqlite = SqliteConn::establish(":memory:").await.unwrap();
+        sqlite.batch_execute(CREATE).await.unwrap();
         let cached = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&cached);
-        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        sqlite.set_instrumentation(move |event: InstrumentationEvent<'_>| {
             if matches!(event, InstrumentationEvent::CacheQuery { .. }) {
                 seen.fetch_add(1, Ordering::Relaxed);
             }
         });
+        let mut conn = DbConnection::Sqlite(sqlite);
         for id in 1..=2 {
-            diesel::update(prepared_probe::table.filter(prepared_probe::id.eq(id)))
-                .set(prepared_probe::note.eq("not kept"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            note_unmarked(&mut conn, id, Some("not kept")).await;
         }
         assert_eq!(
             AtomicUsize::load(&cached, Ordering::Relaxed),
@@ -201,19 +213,7 @@ mod tests {
             "an unmarked UPDATE is never cached"
         );
         for id in 1..=2 {
-            let row = Probe { id, note: None };
-            diesel::insert_into(prepared_probe::table)
-                .values(&row)
-                .keep_prepared()
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            diesel::update(prepared_probe::table.filter(prepared_probe::id.eq(id)))
-                .set(prepared_probe::note.eq("kept"))
-                .keep_prepared()
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            insert_and_note_kept(&mut conn, id).await;
         }
         // Entered into the cache once each, then found there.
         assert_eq!(AtomicUsize::load(&cached, Ordering::Relaxed), 2);

@@ -26,7 +26,9 @@ mod contract {
         onboarding_progress, user_broker_credentials, user_capabilities, user_preferences, users,
     };
 
-    use crate::support::{at, broker, create_user, write, ApplyExt, TestCipher, TestDb};
+    use crate::support::{
+        ann_with_binance, at, broker, create_user, write, ApplyExt, TestCipher, TestDb,
+    };
 
     fn count_rows_of(t: &TestDb, user: UserId) -> [i64; 4] {
         t.with_connection(|c| {
@@ -191,11 +193,11 @@ mod contract {
         let bob = create_user(&t.db, "bob").await;
         let creds = t.db.credentials();
         creds
-            .apply(
+            .apply_writes(
                 ann,
-                &[
-                    CredentialMutation::Write(write("binance", None, Some("k"), None)),
-                    CredentialMutation::Write(write("kraken", None, Some("k"), None)),
+                [
+                    write("binance", None, Some("k"), None),
+                    write("kraken", None, Some("k"), None),
                 ],
             )
             .await
@@ -277,6 +279,12 @@ mod contract {
         assert!(none.is_empty());
     }
 
+    /// The password hash stored for `user`, which must have one.
+    async fn stored_hash(t: &TestDb, user: UserId) -> String {
+        let hash = t.db.users().password_hash(user).await.unwrap().unwrap();
+        hash.expose_secret().to_owned()
+    }
+
     pub async fn password_hash_is_stored_and_replaced(t: &TestDb) {
         let users = t.db.users();
         let without = create_user(&t.db, "ann").await;
@@ -289,28 +297,12 @@ mod contract {
             .await
             .unwrap()
             .id;
-        assert_eq!(
-            users
-                .password_hash(with)
-                .await
-                .unwrap()
-                .unwrap()
-                .expose_secret(),
-            "$argon2id$v=19$first"
-        );
+        assert_eq!(stored_hash(t, with).await, "$argon2id$v=19$first");
         users
             .set_password_hash(with, SecretString::from("$argon2id$v=19$second"))
             .await
             .unwrap();
-        assert_eq!(
-            users
-                .password_hash(with)
-                .await
-                .unwrap()
-                .unwrap()
-                .expose_secret(),
-            "$argon2id$v=19$second"
-        );
+        assert_eq!(stored_hash(t, with).await, "$argon2id$v=19$second");
         assert_eq!(
             users
                 .set_password_hash(UserId(with.0 + 1000), SecretString::from("x"))
@@ -521,26 +513,18 @@ mod contract {
         let user = create_user(&t.db, "ann").await;
         let other = create_user(&t.db, "bob").await;
         let rows = creds
-            .apply(
+            .apply_writes(
                 user,
-                &[
-                    CredentialMutation::Write(write("kraken", None, Some("tk"), None)),
-                    CredentialMutation::Write(write("binance", None, Some("bk"), Some("bs"))),
-                    CredentialMutation::Write(write("interactive-brokers", None, None, Some("is"))),
+                [
+                    write("kraken", None, Some("tk"), None),
+                    write("binance", None, Some("bk"), Some("bs")),
+                    write("interactive-brokers", None, None, Some("is")),
                 ],
             )
             .await
             .unwrap();
         creds
-            .apply(
-                other,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    None,
-                    Some("ok"),
-                    None,
-                ))],
-            )
+            .apply_one(other, write("binance", None, Some("ok"), None))
             .await
             .unwrap();
         let brokers: Vec<_> = rows.iter().map(|r| r.broker.as_str().to_owned()).collect();
@@ -561,20 +545,7 @@ mod contract {
     }
 
     pub async fn write_with_the_current_version_updates_and_resets_the_test(t: &TestDb) {
-        let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann").await;
-        creds
-            .apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    None,
-                    Some("k1"),
-                    Some("s1"),
-                ))],
-            )
-            .await
-            .unwrap();
+        let (creds, user, _) = ann_with_binance(&t.db, "k1", Some("s1")).await;
         assert!(creds
             .record_test(user, &broker("binance"), "ok", at(5))
             .await
@@ -585,15 +556,7 @@ mod contract {
         assert_eq!(tested.version, 1, "a test is not a write");
 
         let rows = creds
-            .apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    Some(1),
-                    None,
-                    Some("s2"),
-                ))],
-            )
+            .apply_one(user, write("binance", Some(1), None, Some("s2")))
             .await
             .unwrap();
         let row = &rows[0];
@@ -612,11 +575,11 @@ mod contract {
         let creds = t.db.credentials();
         let user = create_user(&t.db, "ann").await;
         let before = creds
-            .apply(
+            .apply_writes(
                 user,
-                &[
-                    CredentialMutation::Write(write("binance", None, Some("k1"), None)),
-                    CredentialMutation::Write(write("kraken", None, Some("k2"), None)),
+                [
+                    write("binance", None, Some("k1"), None),
+                    write("kraken", None, Some("k2"), None),
                 ],
             )
             .await
@@ -657,11 +620,11 @@ mod contract {
         let creds = t.db.credentials();
         let user = create_user(&t.db, "ann").await;
         creds
-            .apply(
+            .apply_writes(
                 user,
-                &[
-                    CredentialMutation::Write(write("binance", None, Some("k"), None)),
-                    CredentialMutation::Write(write("kraken", None, Some("k"), None)),
+                [
+                    write("binance", None, Some("k"), None),
+                    write("kraken", None, Some("k"), None),
                 ],
             )
             .await
@@ -681,30 +644,9 @@ mod contract {
     }
 
     pub async fn unconditional_delete_reports_whether_a_row_existed(t: &TestDb) {
-        let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann").await;
+        let (creds, user, _) = ann_with_binance(&t.db, "k", None).await;
         creds
-            .apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    None,
-                    Some("k"),
-                    None,
-                ))],
-            )
-            .await
-            .unwrap();
-        creds
-            .apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    Some(1),
-                    Some("k2"),
-                    None,
-                ))],
-            )
+            .apply_one(user, write("binance", Some(1), Some("k2"), None))
             .await
             .unwrap();
         let event = AuditEvent {
@@ -736,20 +678,7 @@ mod contract {
     }
 
     pub async fn user_and_broker_are_unique(t: &TestDb) {
-        let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann").await;
-        creds
-            .apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    None,
-                    Some("k"),
-                    None,
-                ))],
-            )
-            .await
-            .unwrap();
+        let (_, user, _) = ann_with_binance(&t.db, "k", None).await;
         // Straight to the table, past the repository's ON CONFLICT clause.
         let duplicate = t.with_connection(|c| {
             diesel::insert_into(user_broker_credentials::table)
@@ -776,15 +705,7 @@ mod contract {
         let kept = create_user(&t.db, "bob").await;
         for id in [user, kept] {
             t.db.credentials()
-                .apply(
-                    id,
-                    &[CredentialMutation::Write(write(
-                        "binance",
-                        None,
-                        Some("k"),
-                        None,
-                    ))],
-                )
+                .apply_one(id, write("binance", None, Some("k"), None))
                 .await
                 .unwrap();
             t.db.preferences().put(id, &json!({"a": 1})).await.unwrap();
@@ -816,14 +737,9 @@ mod contract {
         let ascii_token = format!("gAAAAA{}", "x".repeat(5_594));
         let wide_token = format!("gAAAAA{}", "y".repeat(21_900));
         let rows = creds
-            .apply(
+            .apply_one(
                 user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    None,
-                    Some(&ascii_token),
-                    Some(&wide_token),
-                ))],
+                write("binance", None, Some(&ascii_token), Some(&wide_token)),
             )
             .await
             .unwrap();
@@ -844,25 +760,17 @@ mod contract {
         let ann = create_user(&t.db, "ann").await;
         let bob = create_user(&t.db, "bob").await;
         creds
-            .apply(
+            .apply_writes(
                 ann,
-                &[
-                    CredentialMutation::Write(write("binance", None, Some("a1"), None)),
-                    CredentialMutation::Write(write("kraken", None, Some("a2"), None)),
+                [
+                    write("binance", None, Some("a1"), None),
+                    write("kraken", None, Some("a2"), None),
                 ],
             )
             .await
             .unwrap();
         creds
-            .apply(
-                bob,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    None,
-                    Some("b1"),
-                    None,
-                ))],
-            )
+            .apply_one(bob, write("binance", None, Some("b1"), None))
             .await
             .unwrap();
         let first = creds.batch_after(0, 2).await.unwrap();
@@ -970,21 +878,7 @@ mod contract {
 
     pub async fn a_foreign_writer_that_sets_the_tag_keeps_it(t: &TestDb) {
         open_cutover(t).await;
-        let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann").await;
-        let row = creds
-            .apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    None,
-                    Some("k"),
-                    Some("s"),
-                ))],
-            )
-            .await
-            .unwrap()
-            .remove(0);
+        let (creds, user, row) = ann_with_binance(&t.db, "k", Some("s")).await;
         // Someone copying another row's ciphertext and tag: the tag stays, to be checked.
         t.with_connection(|c| {
             diesel::update(
@@ -1045,21 +939,7 @@ mod contract {
 
     pub async fn a_foreign_update_of_ciphertext_unbinds_the_row(t: &TestDb) {
         open_cutover(t).await;
-        let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann").await;
-        let row = creds
-            .apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    None,
-                    Some("k"),
-                    Some("s"),
-                ))],
-            )
-            .await
-            .unwrap()
-            .remove(0);
+        let (creds, user, row) = ann_with_binance(&t.db, "k", Some("s")).await;
         assert!(creds
             .record_test(user, &broker("binance"), "ok", at(3))
             .await
@@ -1082,28 +962,12 @@ mod contract {
         // A stale writer loses; a fresh one binds the row again.
         assert!(matches!(
             creds
-                .apply(
-                    user,
-                    &[CredentialMutation::Write(write(
-                        "binance",
-                        Some(1),
-                        Some("k2"),
-                        None
-                    ))]
-                )
+                .apply_one(user, write("binance", Some(1), Some("k2"), None))
                 .await,
             Err(RepositoryError::StaleVersion)
         ));
         let rebound = creds
-            .apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    Some(2),
-                    Some("k2"),
-                    None,
-                ))],
-            )
+            .apply_one(user, write("binance", Some(2), Some("k2"), None))
             .await
             .unwrap()
             .remove(0);
@@ -1360,15 +1224,7 @@ mod contract {
         // Bound by a write of ours, the row no longer holds the database open.
         let row = t.db.credentials().list(user).await.unwrap().remove(0);
         t.db.credentials()
-            .apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    Some(row.version),
-                    Some("k"),
-                    None,
-                ))],
-            )
+            .apply_one(user, write("binance", Some(row.version), Some("k"), None))
             .await
             .unwrap();
         assert_eq!(
@@ -1378,21 +1234,7 @@ mod contract {
     }
 
     pub async fn a_closed_database_refuses_unbound_and_backward_writes(t: &TestDb) {
-        let creds = t.db.credentials();
-        let user = create_user(&t.db, "ann").await;
-        let row = creds
-            .apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    None,
-                    Some("k"),
-                    Some("s"),
-                ))],
-            )
-            .await
-            .unwrap()
-            .remove(0);
+        let (creds, user, row) = ann_with_binance(&t.db, "k", Some("s")).await;
         let refused = [
             // A writer that does not bind (the Python service, a manual fix).
             format!(
@@ -1411,15 +1253,7 @@ mod contract {
         }
         // An older copy of the row put back in place (its tag valid for its old version).
         let next = creds
-            .apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    Some(1),
-                    Some("k2"),
-                    None,
-                ))],
-            )
+            .apply_one(user, write("binance", Some(1), Some("k2"), None))
             .await
             .unwrap()
             .remove(0);

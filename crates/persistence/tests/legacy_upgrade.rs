@@ -11,8 +11,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use serde_json::{json, Value};
 use user_service_domain::ports::{
-    CredentialMutation, CredentialRepository, CutoverRepository, PreferenceRepository,
-    UserRepository,
+    CredentialRepository, CutoverRepository, PreferenceRepository, UserRepository,
 };
 use user_service_domain::{CutoverMode, KeyId, UserId};
 use user_service_persistence::Database;
@@ -230,14 +229,9 @@ async fn python_database_is_upgraded_in_place() {
     // Our writes work on legacy rows (compare-and-set from version 1) ...
     let rows = db
         .credentials()
-        .apply(
+        .apply_one(
             UserId(1),
-            &[CredentialMutation::Write(write(
-                "binance",
-                Some(1),
-                Some("gAAAAAnew"),
-                None,
-            ))],
+            write("binance", Some(1), Some("gAAAAAnew"), None),
         )
         .await
         .unwrap();

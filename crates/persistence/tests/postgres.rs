@@ -11,8 +11,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use serde_json::json;
 use user_service_domain::ports::{
-    CredentialMutation, CredentialRepository, OnboardingRepository, PreferenceRepository,
-    UserRepository,
+    CredentialRepository, OnboardingRepository, PreferenceRepository, UserRepository,
 };
 use user_service_domain::{OnboardingProgress, RepositoryError, UserId};
 use user_service_persistence::{Database, PoolSettings};
@@ -50,15 +49,7 @@ async fn connections_killed_by_the_server_are_replaced_without_a_new_pool() {
     let user = create_user(&db, "ann").await;
     let creds = db.credentials();
     creds
-        .apply(
-            user,
-            &[CredentialMutation::Write(write(
-                "binance",
-                None,
-                Some("k"),
-                None,
-            ))],
-        )
+        .apply_one(user, write("binance", None, Some("k"), None))
         .await
         .unwrap();
     assert!(db.pool_status().idle >= 1);
@@ -70,15 +61,7 @@ async fn connections_killed_by_the_server_are_replaced_without_a_new_pool() {
         assert_eq!(creds.list(user).await.unwrap().len(), 1, "round {round}");
     }
     let rows = creds
-        .apply(
-            user,
-            &[CredentialMutation::Write(write(
-                "binance",
-                Some(1),
-                Some("k2"),
-                None,
-            ))],
-        )
+        .apply_one(user, write("binance", Some(1), Some("k2"), None))
         .await
         .unwrap();
     assert_eq!(rows[0].version, 2);
@@ -162,15 +145,7 @@ async fn an_outage_fails_fast_as_unavailable_and_recovers_by_itself() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         match creds
-            .apply(
-                user,
-                &[CredentialMutation::Write(write(
-                    "binance",
-                    None,
-                    Some("k"),
-                    None,
-                ))],
-            )
+            .apply_one(user, write("binance", None, Some("k"), None))
             .await
         {
             Ok(rows) => {
@@ -222,15 +197,7 @@ async fn timestamps_are_instants_whatever_the_session_time_zone() {
     let user = create_user(&db, "ann").await;
     let rows = db
         .credentials()
-        .apply(
-            user,
-            &[CredentialMutation::Write(write(
-                "binance",
-                None,
-                Some("k"),
-                None,
-            ))],
-        )
+        .apply_one(user, write("binance", None, Some("k"), None))
         .await
         .unwrap();
     assert_eq!(rows[0].updated_at, at(0));

@@ -374,13 +374,18 @@
     });
   }
 
-  function expire() {
+  // Forgets the session and everything shown for it; requests still under way are ignored.
+  function forget() {
     generation += 1;
     session = { access: null, renewable: false, email: null };
     credentials = [];
     extraBrokers = [];
     $('cards').textContent = '';
     resetForms();
+  }
+
+  function expire() {
+    forget();
     showSignIn();
     say('error', t('expired'));
   }
@@ -389,12 +394,7 @@
   // cleared), then forgets everything on the page.
   function signOut() {
     var ending = session.renewable ? send('POST', '/auth/logout', {}) : Promise.resolve(null);
-    generation += 1;
-    session = { access: null, renewable: false, email: null };
-    credentials = [];
-    extraBrokers = [];
-    $('cards').textContent = '';
-    resetForms();
+    forget();
     return ending.then(function () {
       showSignIn();
       say('info', t('signedOut'));

@@ -253,6 +253,26 @@ fn presented_session(
     }
 }
 
+/// The e-mail (parsed) and password of a sign-in attempt, once the password of a new account
+/// meets the policy and the attempt is within the sign-in limits of the account and the address.
+async fn admit(
+    state: &AppState,
+    req: &HttpRequest,
+    body: web::Json<SignInBody>,
+    new_account: bool,
+) -> Result<(Email, SecretString), ApiError> {
+    let SignInBody { email, password } = body.into_inner();
+    let email = Email::parse(&email)?;
+    if new_account {
+        user_service_domain::password::check_policy(&password).map_err(DomainError::from)?;
+    }
+    state
+        .sign_in_limits
+        .check(email.as_str(), client_address(req))
+        .await?;
+    Ok((email, password))
+}
+
 fn invalid_credentials() -> ApiError {
     ApiError::new(ErrorCode::InvalidCredentials, INVALID_CREDENTIALS)
 }
@@ -267,13 +287,7 @@ pub async fn register(
     req: HttpRequest,
     body: web::Json<SignInBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let SignInBody { email, password } = body.into_inner();
-    let email = Email::parse(&email)?;
-    user_service_domain::password::check_policy(&password).map_err(DomainError::from)?;
-    state
-        .sign_in_limits
-        .check(email.as_str(), client_address(&req))
-        .await?;
+    let (email, password) = admit(&state, &req, body, true).await?;
     let user = state.sign_in.register(email, &password).await?;
     log::info!(target: "signin", "user {} registered", user.id);
     sign_in(&state, user.id, StatusCode::CREATED).await
@@ -288,12 +302,7 @@ pub async fn login(
     req: HttpRequest,
     body: web::Json<SignInBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let SignInBody { email, password } = body.into_inner();
-    let email = Email::parse(&email)?;
-    state
-        .sign_in_limits
-        .check(email.as_str(), client_address(&req))
-        .await?;
+    let (email, password) = admit(&state, &req, body, false).await?;
     let signed_in = state.sign_in.check_password(&email, &password).await?;
     match signed_in {
         Some(id) => {

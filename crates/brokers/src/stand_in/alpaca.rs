@@ -3,59 +3,37 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::sync::Arc;
 
 use serde_json::json;
 
-use super::server::{Answer, Recorded, Request, Server};
+use super::server::{Answer, Broker, Request, StandIn};
 
 /// A loopback Alpaca that accepts the (key id, secret key) pairs it was started with on
 /// `GET /v2/account` (headers `APCA-API-KEY-ID` and `APCA-API-SECRET-KEY`); anything else with a
 /// wrong or missing pair is 401 `{"code":40110000,"message":"request is not authorized"}`.
-pub struct AlpacaStandIn {
-    server: Server,
-    key_count: usize,
+pub type AlpacaStandIn = StandIn<Alpaca>;
+
+/// The state of an [`AlpacaStandIn`]: key id → secret key.
+pub struct Alpaca {
+    keys: HashMap<String, String>,
 }
 
-impl fmt::Debug for AlpacaStandIn {
+/// Names no key or secret.
+impl fmt::Debug for Alpaca {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AlpacaStandIn")
-            .field("url", &self.server.url())
-            .field("keys", &self.key_count)
-            .finish()
+        f.debug_struct("Alpaca").finish_non_exhaustive()
     }
 }
 
-impl AlpacaStandIn {
-    /// Starts a stand-in that knows these (key id, secret key) pairs.
-    pub fn start<K, S>(keys: impl IntoIterator<Item = (K, S)>) -> io::Result<Self>
-    where
-        K: Into<String>,
-        S: Into<String>,
-    {
-        let keys: HashMap<String, String> = keys
-            .into_iter()
-            .map(|(k, s)| (k.into(), s.into()))
-            .collect();
-        let key_count = keys.len();
-        let keys = Arc::new(keys);
-        let server = Server::start(Arc::new(move |request: &Request| handle(&keys, request)))?;
-        Ok(Self { server, key_count })
+impl Broker for Alpaca {
+    const STAND_IN: &'static str = "AlpacaStandIn";
+
+    fn new(keys: HashMap<String, String>) -> io::Result<Self> {
+        Ok(Self { keys })
     }
 
-    /// Base URL, `http://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    /// Requests answered so far, oldest first.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.server.requests()
-    }
-
-    /// While `Some(status)`, every request is answered with that status and `{}`.
-    pub fn set_outage(&self, status: Option<u16>) {
-        self.server.set_outage(status);
+    fn handle(&self, request: &Request) -> Answer {
+        handle(&self.keys, request)
     }
 }
 

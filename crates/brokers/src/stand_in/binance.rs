@@ -5,14 +5,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use super::server::{Answer, Recorded, Request, Server};
+use super::server::{Answer, Broker, Request, StandIn};
 use crate::params;
 
 /// Binance's answer when the key header is missing (code -2014).
@@ -29,7 +28,8 @@ const RECV_WINDOW_TOO_LARGE: (i64, &str) = (-1131, "recvWindow must be less than
 const DEFAULT_RECV_WINDOW_MS: i64 = 5000;
 const MAX_RECV_WINDOW_MS: i64 = 60_000;
 
-struct State {
+/// The state of a [`BinanceStandIn`].
+pub struct State {
     /// API key → secret.
     keys: HashMap<String, String>,
     next_order_id: AtomicU64,
@@ -43,53 +43,27 @@ struct State {
 /// `timestamp` is within `recvWindow` (default 5000 ms, at most 60000) of the stand-in's clock
 /// and less than one second ahead of it (else 400 `-1021`). Query parameters take precedence over
 /// body parameters; a `GET` body is ignored.
-pub struct BinanceStandIn {
-    server: Server,
-    key_count: usize,
-}
+pub type BinanceStandIn = StandIn<State>;
 
-impl fmt::Debug for BinanceStandIn {
+/// Names no key or secret.
+impl fmt::Debug for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BinanceStandIn")
-            .field("url", &self.server.url())
-            .field("keys", &self.key_count)
-            .finish()
+        f.debug_struct("State").finish_non_exhaustive()
     }
 }
 
-impl BinanceStandIn {
-    /// Starts a stand-in that knows these (API key, secret) pairs.
-    pub fn start<K, S>(keys: impl IntoIterator<Item = (K, S)>) -> io::Result<Self>
-    where
-        K: Into<String>,
-        S: Into<String>,
-    {
-        let keys: HashMap<String, String> = keys
-            .into_iter()
-            .map(|(k, s)| (k.into(), s.into()))
-            .collect();
-        let key_count = keys.len();
-        let state = Arc::new(State {
+impl Broker for State {
+    const STAND_IN: &'static str = "BinanceStandIn";
+
+    fn new(keys: HashMap<String, String>) -> io::Result<Self> {
+        Ok(Self {
             keys,
             next_order_id: AtomicU64::new(1),
-        });
-        let server = Server::start(Arc::new(move |request: &Request| handle(&state, request)))?;
-        Ok(Self { server, key_count })
+        })
     }
 
-    /// Base URL, `http://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    /// Requests answered so far, oldest first.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.server.requests()
-    }
-
-    /// While `Some(status)`, every request is answered with that status and `{}`.
-    pub fn set_outage(&self, status: Option<u16>) {
-        self.server.set_outage(status);
+    fn handle(&self, request: &Request) -> Answer {
+        handle(self, request)
     }
 }
 

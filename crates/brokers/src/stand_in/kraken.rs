@@ -5,17 +5,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha256, Sha512};
 
-use super::server::{lock, Answer, Recorded, Request, Server};
+use super::server::{lock, Answer, Broker, Request, StandIn};
 use crate::params;
 
-struct State {
+/// The state of a [`KrakenStandIn`].
+pub struct State {
     /// API key → decoded secret.
     keys: HashMap<String, Vec<u8>>,
     /// API key → last nonce accepted.
@@ -30,63 +31,44 @@ struct State {
 /// SHA-256(nonce ‖ body)) (else `EAPI:Invalid signature`); the body's `nonce` is an integer
 /// greater than the last one accepted for that key (else `EAPI:Invalid nonce`). Success is
 /// `{"error":[],"result":…}`; `AddOrder` with `validate=true` only describes the order.
-pub struct KrakenStandIn {
-    server: Server,
-    key_count: usize,
-}
+///
+/// Its secrets are base64, as Kraken's are: `start` refuses one that is not with an
+/// `InvalidInput` error.
+pub type KrakenStandIn = StandIn<State>;
 
-impl fmt::Debug for KrakenStandIn {
+/// Names no key or secret.
+impl fmt::Debug for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KrakenStandIn")
-            .field("url", &self.server.url())
-            .field("keys", &self.key_count)
-            .finish()
+        f.debug_struct("State").finish_non_exhaustive()
     }
 }
 
-impl KrakenStandIn {
-    /// Starts a stand-in that knows these (API key, base64 secret) pairs; a secret that is not
-    /// base64 is an `InvalidInput` error.
-    pub fn start<K, S>(keys: impl IntoIterator<Item = (K, S)>) -> io::Result<Self>
-    where
-        K: Into<String>,
-        S: AsRef<str>,
-    {
+impl Broker for State {
+    const STAND_IN: &'static str = "KrakenStandIn";
+
+    /// A secret that is not base64 is an `InvalidInput` error.
+    fn new(keys: HashMap<String, String>) -> io::Result<Self> {
         let mut decoded = HashMap::new();
         for (key, secret) in keys {
             let secret = base64::engine::general_purpose::STANDARD
-                .decode(secret.as_ref().trim())
+                .decode(secret.trim())
                 .map_err(|_| {
                     io::Error::new(
                         io::ErrorKind::InvalidInput,
                         "a Kraken stand-in secret must be base64",
                     )
                 })?;
-            decoded.insert(key.into(), secret);
+            decoded.insert(key, secret);
         }
-        let key_count = decoded.len();
-        let state = Arc::new(State {
+        Ok(Self {
             keys: decoded,
             nonces: Mutex::new(HashMap::new()),
             next_order: AtomicU64::new(1),
-        });
-        let server = Server::start(Arc::new(move |request: &Request| handle(&state, request)))?;
-        Ok(Self { server, key_count })
+        })
     }
 
-    /// Base URL, `http://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    /// Requests answered so far, oldest first.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.server.requests()
-    }
-
-    /// While `Some(status)`, every request is answered with that status and `{}`.
-    pub fn set_outage(&self, status: Option<u16>) {
-        self.server.set_outage(status);
+    fn handle(&self, request: &Request) -> Answer {
+        handle(self, request)
     }
 }
 

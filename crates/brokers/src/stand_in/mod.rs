@@ -16,4 +16,4 @@ mod server;
 pub use alpaca::AlpacaStandIn;
 pub use binance::BinanceStandIn;
 pub use kraken::KrakenStandIn;
-pub use server::{Outcome, Recorded};
+pub use server::{Outcome, Recorded, StandIn};

@@ -2,8 +2,10 @@
 //! connection reads one request, asks the stand-in's handler for the answer, records it and
 //! closes the connection.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::marker::PhantomData;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -161,6 +163,73 @@ impl Drop for Server {
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
+    }
+}
+
+/// A broker a [`StandIn`] plays: its state, built from the (key, secret) pairs it knows, and
+/// how it answers a request.
+pub(crate) trait Broker: Send + Sync + Sized + 'static {
+    /// The stand-in's name in `Debug` output (`BinanceStandIn`, …).
+    const STAND_IN: &'static str;
+
+    /// The state of a stand-in that knows `keys` (key → secret).
+    fn new(keys: HashMap<String, String>) -> io::Result<Self>;
+
+    /// The answer to `request`.
+    fn handle(&self, request: &Request) -> Answer;
+}
+
+/// A loopback stand-in for broker `B`: its server, and how many keys it knows.
+pub struct StandIn<B> {
+    server: Server,
+    key_count: usize,
+    broker: PhantomData<B>,
+}
+
+impl<B: Broker> fmt::Debug for StandIn<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(B::STAND_IN)
+            .field("url", &self.server.url())
+            .field("keys", &self.key_count)
+            .finish()
+    }
+}
+
+// `Broker` is the crate's own: only its stand-ins implement it, and a caller needs only `start`.
+#[allow(private_bounds)]
+impl<B: Broker> StandIn<B> {
+    /// Starts a stand-in that knows these (key, secret) pairs.
+    pub fn start<K, S>(keys: impl IntoIterator<Item = (K, S)>) -> io::Result<Self>
+    where
+        K: Into<String>,
+        S: Into<String>,
+    {
+        let keys: HashMap<String, String> = keys
+            .into_iter()
+            .map(|(k, s)| (k.into(), s.into()))
+            .collect();
+        let key_count = keys.len();
+        let broker = B::new(keys)?;
+        Ok(Self {
+            server: Server::start(Arc::new(move |request: &Request| broker.handle(request)))?,
+            key_count,
+            broker: PhantomData,
+        })
+    }
+
+    /// Base URL, `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Requests answered so far, oldest first.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.server.requests()
+    }
+
+    /// While `Some(status)`, every request is answered with that status and `{}`.
+    pub fn set_outage(&self, status: Option<u16>) {
+        self.server.set_outage(status);
     }
 }
 

@@ -3,7 +3,7 @@
 use user_service_domain::ports::CredentialCipher;
 use user_service_domain::BindingCheck;
 
-use crate::support::{bound_row, key_id, ring, row, KEY_A, KEY_B, KEY_C};
+use crate::support::{bound, key_id, ring, row, KEY_A, KEY_B, KEY_C};
 
 const TOKEN_1: &str = "gAAAAABrBQ_Y-token-of-user-a";
 const TOKEN_2: &str = "gAAAAABrBQ_Y-secret-of-user-a";
@@ -13,7 +13,7 @@ const TOKEN_4: &str = "gAAAAABrBQ_Y-secret-of-user-b";
 #[test]
 fn a_bound_row_verifies() {
     let ring = ring(KEY_A);
-    let row = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    let row = bound(&ring, row(1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2)));
     assert!(row.binding.as_deref().unwrap().starts_with("v1."));
     assert_eq!(ring.verify_binding(&row), BindingCheck::Bound);
 }
@@ -21,7 +21,7 @@ fn a_bound_row_verifies() {
 #[test]
 fn binding_for_user_a_does_not_verify_for_user_b_with_the_same_ciphertext() {
     let ring = ring(KEY_A);
-    let a = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    let a = bound(&ring, row(1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2)));
     let mut b = row(2, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
     b.binding = a.binding.clone();
     b.key_id = a.key_id.clone();
@@ -33,8 +33,8 @@ fn swapped_ciphertext_is_rejected() {
     // Someone with write access to the table copies user B's whole row content (ciphertext,
     // version, key id, binding) into user A's row.
     let ring = ring(KEY_A);
-    let b = bound_row(&ring, 2, "binance", 5, Some(TOKEN_3), Some(TOKEN_4));
-    let mut a = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    let b = bound(&ring, row(2, "binance", 5, Some(TOKEN_3), Some(TOKEN_4)));
+    let mut a = bound(&ring, row(1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2)));
     a.api_key_encrypted = b.api_key_encrypted.clone();
     a.api_secret_encrypted = b.api_secret_encrypted.clone();
     a.version = b.version;
@@ -43,7 +43,7 @@ fn swapped_ciphertext_is_rejected() {
     assert_eq!(ring.verify_binding(&a), BindingCheck::Mismatch);
 
     // Copying only one half, keeping A's own binding, fails too.
-    let mut a = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    let mut a = bound(&ring, row(1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2)));
     a.api_secret_encrypted = Some(TOKEN_4.to_owned());
     assert_eq!(ring.verify_binding(&a), BindingCheck::Mismatch);
 }
@@ -51,7 +51,7 @@ fn swapped_ciphertext_is_rejected() {
 #[test]
 fn ciphertext_moved_to_another_broker_or_version_is_rejected() {
     let ring = ring(KEY_A);
-    let original = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), None);
+    let original = bound(&ring, row(1, "binance", 3, Some(TOKEN_1), None));
     let mut moved = original.clone();
     moved.broker = user_service_domain::BrokerId::parse("kraken").unwrap();
     assert_eq!(ring.verify_binding(&moved), BindingCheck::Mismatch);
@@ -71,7 +71,7 @@ fn halves_cannot_be_swapped_or_shifted() {
         (None, Some(""), None, None),
     ];
     for (key, secret, other_key, other_secret) in cases {
-        let original = bound_row(&ring, 1, "binance", 1, key, secret);
+        let original = bound(&ring, row(1, "binance", 1, key, secret));
         let mut changed = row(1, "binance", 1, other_key, other_secret);
         changed.binding = original.binding.clone();
         changed.key_id = original.key_id.clone();
@@ -94,7 +94,7 @@ fn a_row_without_a_tag_is_unbound_and_a_stripped_move_is_no_better() {
     let mut swapped = row(1, "binance", 3, Some(TOKEN_3), Some(TOKEN_4));
     swapped.key_id = None;
     assert_eq!(ring.verify_binding(&swapped), BindingCheck::Unbound);
-    let bound = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    let bound = bound(&ring, row(1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2)));
     assert_eq!(ring.verify_binding(&bound), BindingCheck::Bound);
 }
 
@@ -110,7 +110,7 @@ fn bind_uses_the_primary_key() {
 #[test]
 fn row_bound_under_an_older_key_verifies_after_rotation() {
     let old = ring(KEY_A);
-    let row = bound_row(&old, 1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2));
+    let row = bound(&old, row(1, "binance", 3, Some(TOKEN_1), Some(TOKEN_2)));
     assert_eq!(row.key_id, Some(key_id(KEY_A)));
     assert_eq!(
         ring(&format!("{KEY_B},{KEY_A}")).verify_binding(&row),
@@ -126,7 +126,7 @@ fn row_bound_under_an_older_key_verifies_after_rotation() {
 #[test]
 fn binding_is_checked_under_the_key_the_row_names() {
     let ring = ring(&format!("{KEY_A},{KEY_B}"));
-    let mut row = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), None);
+    let mut row = bound(&ring, row(1, "binance", 3, Some(TOKEN_1), None));
     // Bound under A; claiming B fails even though B is configured.
     row.key_id = Some(key_id(KEY_B));
     assert_eq!(ring.verify_binding(&row), BindingCheck::Mismatch);
@@ -145,7 +145,7 @@ fn binding_is_checked_under_the_key_the_row_names() {
 #[test]
 fn malformed_or_forged_tags_fail() {
     let ring = ring(KEY_A);
-    let good = bound_row(&ring, 1, "binance", 3, Some(TOKEN_1), None);
+    let good = bound(&ring, row(1, "binance", 3, Some(TOKEN_1), None));
     let tag = good.binding.clone().unwrap();
     let mut flipped = tag.clone().into_bytes();
     let last = flipped.len() - 2;

@@ -9,7 +9,7 @@ use user_service_crypto::KeyRing;
 use user_service_domain::ports::CredentialCipher;
 use user_service_domain::{BindingCheck, BrokerId, CipherError, PlainSecret};
 
-use crate::support::{bound_row, ring, row, KEY_A};
+use crate::support::{bound, ring, row, KEY_A};
 
 fn ring_of(bytes: [u8; 32]) -> KeyRing {
     ring(&URL_SAFE.encode(bytes))
@@ -149,7 +149,7 @@ proptest! {
         new_token in proptest::option::of("[A-Za-z0-9_=-]{0,40}"),
     ) {
         let ring = ring(KEY_A);
-        let original = bound_row(&ring, user_id, &broker, version, api_key.as_deref(), api_secret.as_deref());
+        let original = bound(&ring, row(user_id, &broker, version, api_key.as_deref(), api_secret.as_deref()));
         let mut changed = original.clone();
         match field {
             0 => changed.user_id = user_service_domain::UserId(new_user_id),
@@ -173,7 +173,7 @@ proptest! {
     ) {
         prop_assume!(user_a != user_b);
         let ring = ring(KEY_A);
-        let a = bound_row(&ring, user_a, "binance", 1, Some(&token), None);
+        let a = bound(&ring, row(user_a, "binance", 1, Some(&token), None));
         let mut b = row(user_b, "binance", 1, Some(&token), None);
         b.binding = a.binding.clone();
         b.key_id = a.key_id.clone();

@@ -63,23 +63,9 @@ pub fn row(
 }
 
 /// `row`, bound by `ring` as the domain does on write: key id of the primary key and its tag.
-pub fn bound_row(
-    ring: &KeyRing,
-    user_id: i64,
-    broker: &str,
-    version: i64,
-    api_key_encrypted: Option<&str>,
-    api_secret_encrypted: Option<&str>,
-) -> StoredCredential {
+pub fn bound(ring: &KeyRing, mut row: StoredCredential) -> StoredCredential {
     use user_service_domain::ports::CredentialCipher;
 
-    let mut row = row(
-        user_id,
-        broker,
-        version,
-        api_key_encrypted,
-        api_secret_encrypted,
-    );
     row.binding = Some(ring.bind(&row.binding_input()));
     row.key_id = Some(ring.primary_key_id());
     row

@@ -119,19 +119,33 @@ impl CredentialService {
         ctx: &RequestContext,
         target: UserId,
     ) -> Result<Vec<CredentialStatus>, DomainError> {
-        let rows = self.credentials.list(target).await?;
-        if ctx.is_operator_access(target) {
-            self.record(
-                ctx,
-                target,
-                AuditAction::OperatorRead,
-                None,
-                "success",
-                None,
-            )
-            .await;
-        }
+        let rows = self.list_rows(ctx, target).await?;
         Ok(self.statuses(cipher, ctx, &rows).await)
+    }
+
+    /// Records `action` when `ctx` is an operator reading another user's (`target`'s) data.
+    async fn record_operator_access(
+        &self,
+        ctx: &RequestContext,
+        target: UserId,
+        action: AuditAction,
+    ) {
+        if ctx.is_operator_access(target) {
+            self.record(self.event(ctx, target, action, None, "success", None))
+                .await;
+        }
+    }
+
+    /// The stored rows of `target`, recording an operator's read of another user's rows.
+    async fn list_rows(
+        &self,
+        ctx: &RequestContext,
+        target: UserId,
+    ) -> Result<Vec<StoredCredential>, DomainError> {
+        let rows = self.credentials.list(target).await?;
+        self.record_operator_access(ctx, target, AuditAction::OperatorRead)
+            .await;
+        Ok(rows)
     }
 
     /// What is stored for `target` when no key is available (a key outage): which halves exist
@@ -142,18 +156,7 @@ impl CredentialService {
         ctx: &RequestContext,
         target: UserId,
     ) -> Result<Vec<CredentialStatus>, DomainError> {
-        let rows = self.credentials.list(target).await?;
-        if ctx.is_operator_access(target) {
-            self.record(
-                ctx,
-                target,
-                AuditAction::OperatorRead,
-                None,
-                "success",
-                None,
-            )
-            .await;
-        }
+        let rows = self.list_rows(ctx, target).await?;
         Ok(rows
             .iter()
             .map(|row| CredentialStatus {
@@ -225,17 +228,8 @@ impl CredentialService {
         page: crate::user::Page,
     ) -> Result<(Vec<AuditEvent>, u64), DomainError> {
         let trail = self.audit.list(target, page).await?;
-        if ctx.is_operator_access(target) {
-            self.record(
-                ctx,
-                target,
-                AuditAction::OperatorAuditRead,
-                None,
-                "success",
-                None,
-            )
+        self.record_operator_access(ctx, target, AuditAction::OperatorAuditRead)
             .await;
-        }
         Ok(trail)
     }
 
@@ -307,14 +301,14 @@ impl CredentialService {
                 .record_test(target, &request.broker, status.as_str(), tested_at)
                 .await?;
         }
-        self.record(
+        self.record(self.event(
             ctx,
             target,
             AuditAction::Test,
             Some(&request.broker),
             status.as_str(),
             stored.and_then(|r| r.key_id.clone()),
-        )
+        ))
         .await;
         Ok(TestResult {
             broker: request.broker,
@@ -492,14 +486,14 @@ impl CredentialService {
                     row.id,
                     row.key_id.as_ref().map_or("none", KeyId::as_str)
                 );
-                self.record(
+                self.record(self.event(
                     ctx,
                     row.user_id,
                     AuditAction::BindingFailure,
                     Some(&row.broker),
                     "failure",
                     row.key_id.clone(),
-                )
+                ))
                 .await;
             }
             statuses.push(status);
@@ -549,20 +543,12 @@ impl CredentialService {
     /// Records an audit event on its own (tests, reads, binding failures); a failure to record
     /// is logged, not returned, because what it describes has already happened. Changes are
     /// audited inside their transaction instead ([`Self::update`], [`Self::delete`]).
-    async fn record(
-        &self,
-        ctx: &RequestContext,
-        target: UserId,
-        action: AuditAction,
-        broker: Option<&BrokerId>,
-        outcome: &str,
-        key_id: Option<KeyId>,
-    ) {
-        let event = self.event(ctx, target, action, broker, outcome, key_id);
+    async fn record(&self, event: AuditEvent) {
         if let Err(error) = self.audit.record(&event).await {
             warn!(
-                "audit event {} for user {target} not recorded: {}",
-                action.as_str(),
+                "audit event {} for user {} not recorded: {}",
+                event.action.as_str(),
+                event.target_user_id,
                 crate::error::chain(&error)
             );
         }
@@ -720,6 +706,48 @@ mod tests {
             .returning(move |_, planner| check(&planner.plan(&rows)));
     }
 
+    /// The service over `repo`, with an audit log that accepts everything and a fixed clock.
+    fn service(repo: MockCredentialRepository) -> CredentialService {
+        CredentialService::new(Arc::new(repo), quiet_audit(), clock())
+    }
+
+    /// `service.update` by user 1 of their own `entries`, with the fake cipher.
+    async fn update(
+        service: &CredentialService,
+        entries: Vec<CredentialUpdate>,
+    ) -> Result<Vec<CredentialStatus>, DomainError> {
+        service
+            .update(&fake_cipher(), &ctx(), UserId(1), entries)
+            .await
+    }
+
+    /// Expects one update transaction that sees `rows` and must plan to write nothing.
+    fn expect_abort(repo: &mut MockCredentialRepository, rows: Vec<StoredCredential>) {
+        expect_update(repo, rows, |plan| {
+            assert_eq!(plan, &WritePlan::Abort);
+            Ok(vec![])
+        });
+    }
+
+    /// `service.list` by user 1 of their own credentials, with the fake cipher.
+    async fn list(service: &CredentialService) -> Vec<CredentialStatus> {
+        service
+            .list(&fake_cipher(), &ctx(), UserId(1))
+            .await
+            .unwrap()
+    }
+
+    /// `service.test` by user 1 of their own `request` through `probe`, with the fake cipher.
+    async fn probe_with(
+        service: &CredentialService,
+        probe: &MockBrokerProbe,
+        request: CredentialTest,
+    ) -> Result<TestResult, DomainError> {
+        service
+            .test(&fake_cipher(), probe, &ctx(), UserId(1), request)
+            .await
+    }
+
     fn mutations(plan: &WritePlan) -> &[CredentialMutation] {
         match plan {
             WritePlan::Apply { mutations, .. } => mutations,
@@ -755,18 +783,15 @@ mod tests {
         let mut audit = MockAuditRepository::new();
         audit.expect_record().never();
         let service = CredentialService::new(Arc::new(repo), Arc::new(audit), clock());
-        service
-            .update(
-                &fake_cipher(),
-                &ctx(),
-                UserId(1),
-                vec![
-                    entry("binance", Some("new-key-1"), None),
-                    entry("kraken", Some(""), Some("")),
-                ],
-            )
-            .await
-            .unwrap();
+        update(
+            &service,
+            vec![
+                entry("binance", Some("new-key-1"), None),
+                entry("kraken", Some(""), Some("")),
+            ],
+        )
+        .await
+        .unwrap();
     }
 
     #[tokio::test]
@@ -775,12 +800,9 @@ mod tests {
         repo.expect_list()
             .with(eq(UserId(1)))
             .returning(|_| Ok(vec![readable_row("binance", "abcd1234efgh", "xyz", 2)]));
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let service = service(repo);
 
-        let list = service
-            .list(&fake_cipher(), &ctx(), UserId(1))
-            .await
-            .unwrap();
+        let list = list(&service).await;
 
         assert_eq!(list[0].api_key_masked.as_deref(), Some("••••••••efgh"));
         assert_eq!(list[0].api_secret_masked.as_deref(), Some("•••"));
@@ -793,7 +815,7 @@ mod tests {
         repo.expect_list()
             .with(eq(UserId(1)))
             .returning(|_| Ok(vec![readable_row("binance", "abcd1234efgh", "xyz", 2)]));
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let service = service(repo);
 
         let list = service.list_stored(&ctx(), UserId(1)).await.unwrap();
 
@@ -830,10 +852,7 @@ mod tests {
             .returning(|_| Ok(()));
         let service = CredentialService::new(Arc::new(repo), Arc::new(audit), clock());
 
-        let list = service
-            .list(&fake_cipher(), &ctx(), UserId(1))
-            .await
-            .unwrap();
+        let list = list(&service).await;
 
         assert_eq!(list[0].status, CredentialHealth::Ok);
         assert_eq!(list[1].status, CredentialHealth::Undecryptable);
@@ -853,12 +872,9 @@ mod tests {
             row.binding = Some("forged".into());
             Ok(vec![row])
         });
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let service = service(repo);
 
-        let list = service
-            .list(&fake_cipher(), &ctx(), UserId(1))
-            .await
-            .unwrap();
+        let list = list(&service).await;
 
         assert_eq!(list[0].status, CredentialHealth::Undecryptable);
         assert_eq!(list[0].api_key_masked, None);
@@ -877,12 +893,8 @@ mod tests {
                 row.key_id = None;
                 Ok(vec![row])
             });
-            let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock())
-                .with_cutover(cutover(mode));
-            let list = service
-                .list(&fake_cipher(), &ctx(), UserId(1))
-                .await
-                .unwrap();
+            let service = service(repo).with_cutover(cutover(mode));
+            let list = list(&service).await;
             assert_eq!(list[0].status, expected, "{mode}");
         }
     }
@@ -895,11 +907,8 @@ mod tests {
             row.binding = None;
             Ok(vec![row])
         });
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
-        let list = service
-            .list(&fake_cipher(), &ctx(), UserId(1))
-            .await
-            .unwrap();
+        let service = service(repo);
+        let list = list(&service).await;
         assert_eq!(list[0].status, CredentialHealth::Undecryptable);
     }
 
@@ -921,8 +930,7 @@ mod tests {
                 assert_eq!(plan, WritePlan::Abort, "{plan:?}");
                 Ok(vec![])
             });
-            let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock())
-                .with_cutover(cutover(mode));
+            let service = service(repo).with_cutover(cutover(mode));
             let error = service
                 .update(
                     &fake_cipher(),
@@ -959,15 +967,8 @@ mod tests {
             }
             Ok(vec![])
         });
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock())
-            .with_cutover(cutover(CutoverMode::Open));
-        service
-            .update(
-                &fake_cipher(),
-                &ctx(),
-                UserId(1),
-                vec![entry("kraken", Some("my-own-key"), None)],
-            )
+        let service = service(repo).with_cutover(cutover(CutoverMode::Open));
+        update(&service, vec![entry("kraken", Some("my-own-key"), None)])
             .await
             .unwrap();
     }
@@ -1014,15 +1015,9 @@ mod tests {
             );
             Ok(vec![readable_row("binance", "abcd1234efgh", "x", 1)])
         });
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let service = service(repo);
 
-        let list = service
-            .update(
-                &fake_cipher(),
-                &ctx(),
-                UserId(1),
-                vec![entry("Binance", Some("abcd1234efgh"), None)],
-            )
+        let list = update(&service, vec![entry("Binance", Some("abcd1234efgh"), None)])
             .await
             .unwrap();
 
@@ -1045,15 +1040,9 @@ mod tests {
             );
             Ok(vec![])
         });
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let service = service(repo);
 
-        service
-            .update(
-                &fake_cipher(),
-                &ctx(),
-                UserId(1),
-                vec![entry("binance", None, Some("new-secret"))],
-            )
+        update(&service, vec![entry("binance", None, Some("new-secret"))])
             .await
             .unwrap();
     }
@@ -1081,15 +1070,9 @@ mod tests {
                 );
                 Ok(vec![])
             });
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let service = service(repo);
 
-        service
-            .update(
-                &fake_cipher(),
-                &ctx(),
-                UserId(1),
-                vec![entry("binance", Some("mine"), Some("mine"))],
-            )
+        update(&service, vec![entry("binance", Some("mine"), Some("mine"))])
             .await
             .unwrap();
     }
@@ -1103,15 +1086,9 @@ mod tests {
                 planner.plan(&[]);
                 Err(RepositoryError::StaleVersion)
             });
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let service = service(repo);
 
-        let error = service
-            .update(
-                &fake_cipher(),
-                &ctx(),
-                UserId(1),
-                vec![entry("binance", Some("k"), None)],
-            )
+        let error = update(&service, vec![entry("binance", Some("k"), None)])
             .await
             .unwrap_err();
         assert_eq!(error, DomainError::Busy);
@@ -1120,10 +1097,7 @@ mod tests {
     #[tokio::test]
     async fn failed_encryption_writes_nothing() {
         let mut repo = MockCredentialRepository::new();
-        expect_update(&mut repo, vec![], |plan| {
-            assert_eq!(plan, &WritePlan::Abort);
-            Ok(vec![])
-        });
+        expect_abort(&mut repo, vec![]);
         let mut cipher = MockCredentialCipher::new();
         cipher
             .expect_primary_key_id()
@@ -1131,7 +1105,7 @@ mod tests {
         cipher
             .expect_encrypt()
             .returning(|_| Err(CipherError::NotConfigured));
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let service = service(repo);
 
         let error = service
             .update(
@@ -1148,21 +1122,15 @@ mod tests {
     #[tokio::test]
     async fn duplicate_brokers_write_nothing() {
         let mut repo = MockCredentialRepository::new();
-        expect_update(&mut repo, vec![], |plan| {
-            assert_eq!(plan, &WritePlan::Abort);
-            Ok(vec![])
-        });
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        expect_abort(&mut repo, vec![]);
+        let service = service(repo);
 
-        let error = service
-            .update(
-                &fake_cipher(),
-                &ctx(),
-                UserId(1),
-                vec![entry("a", Some("1"), None), entry("A", Some("2"), None)],
-            )
-            .await
-            .unwrap_err();
+        let error = update(
+            &service,
+            vec![entry("a", Some("1"), None), entry("A", Some("2"), None)],
+        )
+        .await
+        .unwrap_err();
         assert_eq!(
             error,
             DomainError::Validation(ValidationError::DuplicateBroker("a".into()))
@@ -1180,15 +1148,9 @@ mod tests {
                 Ok(vec![readable_row("binance", "k", "s", 1)])
             },
         );
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let service = service(repo);
 
-        let list = service
-            .update(
-                &fake_cipher(),
-                &ctx(),
-                UserId(1),
-                vec![entry("binance", None, None)],
-            )
+        let list = update(&service, vec![entry("binance", None, None)])
             .await
             .unwrap();
         assert_eq!(list.len(), 1);
@@ -1201,19 +1163,9 @@ mod tests {
             .collect();
         let mut repo = MockCredentialRepository::new();
         let rows = at_cap.clone();
-        expect_update(&mut repo, rows, |plan| {
-            assert_eq!(plan, &WritePlan::Abort);
-            Ok(vec![])
-        });
-        let service =
-            CredentialService::new(Arc::new(repo), quiet_audit(), clock()).with_max_per_user(3);
-        let error = service
-            .update(
-                &fake_cipher(),
-                &ctx(),
-                UserId(1),
-                vec![entry("new", Some("k"), None)],
-            )
+        expect_abort(&mut repo, rows);
+        let capped = service(repo).with_max_per_user(3);
+        let error = update(&capped, vec![entry("new", Some("k"), None)])
             .await
             .unwrap_err();
         assert_eq!(
@@ -1226,15 +1178,8 @@ mod tests {
             assert!(matches!(plan, WritePlan::Apply { .. }), "{plan:?}");
             Ok(vec![])
         });
-        let service =
-            CredentialService::new(Arc::new(repo), quiet_audit(), clock()).with_max_per_user(3);
-        service
-            .update(
-                &fake_cipher(),
-                &ctx(),
-                UserId(1),
-                vec![entry("b0", Some("k2"), None)],
-            )
+        let capped = service(repo).with_max_per_user(3);
+        update(&capped, vec![entry("b0", Some("k2"), None)])
             .await
             .unwrap();
     }
@@ -1243,7 +1188,7 @@ mod tests {
     async fn deleting_a_missing_broker_is_not_found() {
         let mut repo = MockCredentialRepository::new();
         repo.expect_delete().returning(|_, _, _| Ok(false));
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let service = service(repo);
 
         let error = service
             .delete(&ctx(), UserId(1), &BrokerId::parse("binance").unwrap())
@@ -1275,22 +1220,19 @@ mod tests {
             })
             .times(1)
             .returning(|_, _, _| ProbeStatus::Ok);
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let service = service(repo);
 
-        let result = service
-            .test(
-                &fake_cipher(),
-                &probe,
-                &ctx(),
-                UserId(1),
-                CredentialTest {
-                    broker: BrokerId::parse("binance").unwrap(),
-                    api_key: None,
-                    api_secret: Some(PlainSecret::new("sent-secret")),
-                },
-            )
-            .await
-            .unwrap();
+        let result = probe_with(
+            &service,
+            &probe,
+            CredentialTest {
+                broker: BrokerId::parse("binance").unwrap(),
+                api_key: None,
+                api_secret: Some(PlainSecret::new("sent-secret")),
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(result.outcome, TestOutcome::Probed(ProbeStatus::Ok));
     }
 
@@ -1301,22 +1243,19 @@ mod tests {
         repo.expect_record_test().never();
         let mut probe = MockBrokerProbe::new();
         probe.expect_probe().never();
-        let service = CredentialService::new(Arc::new(repo), quiet_audit(), clock());
+        let service = service(repo);
 
-        let result = service
-            .test(
-                &fake_cipher(),
-                &probe,
-                &ctx(),
-                UserId(1),
-                CredentialTest {
-                    broker: BrokerId::parse("kraken").unwrap(),
-                    api_key: Some(PlainSecret::new("k")),
-                    api_secret: None,
-                },
-            )
-            .await
-            .unwrap();
+        let result = probe_with(
+            &service,
+            &probe,
+            CredentialTest {
+                broker: BrokerId::parse("kraken").unwrap(),
+                api_key: Some(PlainSecret::new("k")),
+                api_secret: None,
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(result.outcome, TestOutcome::MissingKeys);
         assert_eq!(result.outcome.status(), ProbeStatus::MissingCredentials);
     }

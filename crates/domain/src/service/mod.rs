@@ -10,5 +10,5 @@ mod users;
 pub use context::RequestContext;
 pub use credentials::{status_of, CredentialService, CredentialTest, TestOutcome, TestResult};
 pub use cutover::CutoverGate;
-pub use sign_in::{SignInPorts, SignInService};
+pub use sign_in::SignInService;
 pub use users::{CapabilityChange, UserPorts, UserService};

@@ -13,19 +13,6 @@ use crate::service::users::UserService;
 use crate::session::{NewSession, PresentedSession, RefreshOutcome, SessionState};
 use crate::user::{Email, NewUser, User, UserId};
 
-/// Ports of the sign-in service.
-#[allow(missing_debug_implementations)]
-pub struct SignInPorts {
-    /// Users, for password hashes.
-    pub repository: Arc<dyn UserRepository>,
-    /// Password hashing.
-    pub passwords: Arc<dyn PasswordHasher>,
-    /// Stored sessions.
-    pub sessions: Arc<dyn SessionRepository>,
-    /// Time.
-    pub clock: Arc<dyn Clock>,
-}
-
 /// Sign-in use cases over the user service and the password hasher.
 #[derive(Clone)]
 pub struct SignInService {
@@ -43,15 +30,15 @@ impl std::fmt::Debug for SignInService {
 }
 
 impl SignInService {
-    /// A service creating users through `users`, reading password hashes and storing sessions
-    /// through `ports`.
-    pub fn new(users: UserService, ports: SignInPorts) -> Self {
+    /// A service creating users through `users`, reading password hashes, hashing and telling
+    /// the time through the same ports as `users`, and storing sessions in `sessions`.
+    pub fn new(users: UserService, sessions: Arc<dyn SessionRepository>) -> Self {
         Self {
+            repository: Arc::clone(&users.users),
+            passwords: Arc::clone(&users.passwords),
+            clock: Arc::clone(&users.clock),
             users,
-            repository: ports.repository,
-            passwords: ports.passwords,
-            sessions: ports.sessions,
-            clock: ports.clock,
+            sessions,
         }
     }
 
@@ -209,23 +196,32 @@ mod tests {
         passwords: MockPasswordHasher,
     ) -> SignInService {
         let users = UserService::new(UserPorts {
-            users: Arc::new(MockUserRepository::new()),
+            users: Arc::new(repository),
             preferences: Arc::new(MockPreferenceRepository::new()),
             onboarding: Arc::new(MockOnboardingRepository::new()),
             capabilities: Arc::new(MockCapabilityRepository::new()),
             entitlements: Arc::new(MockEntitlementsProvider::new()),
-            passwords: Arc::new(MockPasswordHasher::new()),
+            passwords: Arc::new(passwords),
             clock: clock(),
         });
-        SignInService::new(
-            users,
-            SignInPorts {
-                repository: Arc::new(repository),
-                passwords: Arc::new(passwords),
-                sessions: Arc::new(sessions),
-                clock: clock(),
-            },
+        SignInService::new(users, Arc::new(sessions))
+    }
+
+    /// The service over `sessions` alone: no user or password call is expected.
+    fn session_service(sessions: MockSessionRepository) -> SignInService {
+        service(
+            sessions,
+            MockUserRepository::new(),
+            MockPasswordHasher::new(),
         )
+    }
+
+    /// What refreshing session `s1` of its owner (user 7) into [`next`] answers over `sessions`.
+    async fn refresh_by_owner(sessions: MockSessionRepository) -> RefreshOutcome {
+        session_service(sessions)
+            .refresh(&presented(7), &next())
+            .await
+            .unwrap()
     }
 
     fn stored(replaced: bool) -> Session {
@@ -267,12 +263,7 @@ mod tests {
             .times(1)
             .returning(|_, _, _| Ok(true));
         sessions.expect_revoke_family().never();
-        let service = service(
-            sessions,
-            MockUserRepository::new(),
-            MockPasswordHasher::new(),
-        );
-        let outcome = service.refresh(&presented(7), &next()).await.unwrap();
+        let outcome = refresh_by_owner(sessions).await;
         assert_eq!(outcome, RefreshOutcome::Rotated);
     }
 
@@ -286,12 +277,7 @@ mod tests {
             .withf(|family, _| family == "f")
             .times(1)
             .returning(|_, _| Ok(2));
-        let service = service(
-            sessions,
-            MockUserRepository::new(),
-            MockPasswordHasher::new(),
-        );
-        let outcome = service.refresh(&presented(7), &next()).await.unwrap();
+        let outcome = refresh_by_owner(sessions).await;
         assert_eq!(outcome, RefreshOutcome::ReuseDetected);
     }
 
@@ -304,12 +290,7 @@ mod tests {
             .expect_revoke_family()
             .times(1)
             .returning(|_, _| Ok(2));
-        let service = service(
-            sessions,
-            MockUserRepository::new(),
-            MockPasswordHasher::new(),
-        );
-        let outcome = service.refresh(&presented(7), &next()).await.unwrap();
+        let outcome = refresh_by_owner(sessions).await;
         assert_eq!(outcome, RefreshOutcome::ReuseDetected);
     }
 
@@ -321,11 +302,7 @@ mod tests {
             .returning(|id| Ok((id == "s1").then(|| stored(true))));
         sessions.expect_rotate().never();
         sessions.expect_revoke_family().never();
-        let service = service(
-            sessions,
-            MockUserRepository::new(),
-            MockPasswordHasher::new(),
-        );
+        let service = session_service(sessions);
         let outcome = service.refresh(&presented(8), &next()).await.unwrap();
         assert_eq!(outcome, RefreshOutcome::Refused);
         assert!(!service.end_session(&presented(8)).await.unwrap());

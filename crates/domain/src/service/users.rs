@@ -32,13 +32,13 @@ pub enum CapabilityChange {
 /// The user use cases, against the user, preference, onboarding and capability ports.
 #[derive(Clone)]
 pub struct UserService {
-    users: Arc<dyn UserRepository>,
+    pub(super) users: Arc<dyn UserRepository>,
     preferences: Arc<dyn PreferenceRepository>,
     onboarding: Arc<dyn OnboardingRepository>,
     capabilities: Arc<dyn CapabilityRepository>,
     entitlements: Arc<dyn EntitlementsProvider>,
-    passwords: Arc<dyn PasswordHasher>,
-    clock: Arc<dyn Clock>,
+    pub(super) passwords: Arc<dyn PasswordHasher>,
+    pub(super) clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for UserService {

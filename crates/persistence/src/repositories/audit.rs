@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 use user_service_domain::ports::AuditRepository;
 use user_service_domain::{AuditAction, AuditEvent, KeyId, Page, RepositoryError, UserId};
 
-use super::{count, limit_offset, AuditStore};
+use super::{limit_offset, page_of, AuditStore};
 use crate::connection::on_backend;
 use crate::connection::DbConnection;
 use crate::error::Failure;
@@ -159,11 +159,7 @@ impl AuditRepository for AuditStore {
                         .await?;
                     diesel::QueryResult::Ok((total, rows))
                 })?;
-                let items = rows
-                    .into_iter()
-                    .map(EventRow::into_domain)
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((items, count(total)))
+                page_of(total, rows, EventRow::into_domain)
             })
             .await
     }

@@ -90,6 +90,19 @@ pub(crate) fn limit_offset(page: user_service_domain::Page) -> (i64, i64) {
     )
 }
 
+/// One page of `rows`, each turned into its domain value by `into_domain`, and the `total` count.
+pub(crate) fn page_of<R, T>(
+    total: i64,
+    rows: Vec<R>,
+    into_domain: impl FnMut(R) -> Result<T, crate::error::Failure>,
+) -> Result<(Vec<T>, u64), crate::error::Failure> {
+    let items = rows
+        .into_iter()
+        .map(into_domain)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((items, count(total)))
+}
+
 /// A count from `COUNT(*)`, never negative.
 pub(crate) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)

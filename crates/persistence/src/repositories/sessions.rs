@@ -155,35 +155,45 @@ impl SessionRepository for SessionStore {
     }
 
     async fn revoke_family(&self, family: &str, at: DateTime<Utc>) -> Result<u64, RepositoryError> {
-        let now = DbTime::new(at);
-        self.db
-            .write("revoke session family", async |conn| {
-                let n = on_backend!(conn, |c| {
-                    diesel::update(
-                        s::table
-                            .filter(s::family.eq(family))
-                            .filter(s::revoked_at.is_null()),
-                    )
-                    .set(s::revoked_at.eq(Some(now)))
-                    .execute(c)
-                    .await
-                })?;
-                Ok(count(i64::try_from(n).unwrap_or(i64::MAX)))
-            })
+        self.revoke("revoke session family", Whose::Family(family), at)
             .await
     }
 
     async fn revoke_user(&self, user: UserId, at: DateTime<Utc>) -> Result<u64, RepositoryError> {
+        self.revoke("revoke user sessions", Whose::User(user), at)
+            .await
+    }
+}
+
+/// Whose live sessions [`SessionStore::revoke`] ends.
+#[derive(Clone, Copy)]
+enum Whose<'a> {
+    /// Every session of one family.
+    Family(&'a str),
+    /// Every session of one user.
+    User(UserId),
+}
+
+impl SessionStore {
+    /// Revokes, as of `at`, the sessions of `whose` not revoked yet; answers how many.
+    async fn revoke(
+        &self,
+        operation: &'static str,
+        whose: Whose<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<u64, RepositoryError> {
         let now = DbTime::new(at);
         self.db
-            .write("revoke user sessions", async |conn| {
+            .write(operation, async |conn| {
                 let n = on_backend!(conn, |c| {
-                    diesel::update(
-                        s::table
-                            .filter(s::user_id.eq(user.0))
-                            .filter(s::revoked_at.is_null()),
-                    )
-                    .set(s::revoked_at.eq(Some(now)))
+                    let live = diesel::update(s::table)
+                        .set(s::revoked_at.eq(Some(now)))
+                        .filter(s::revoked_at.is_null())
+                        .into_boxed();
+                    match whose {
+                        Whose::Family(family) => live.filter(s::family.eq(family)),
+                        Whose::User(user) => live.filter(s::user_id.eq(user.0)),
+                    }
                     .execute(c)
                     .await
                 })?;

@@ -9,7 +9,7 @@ use user_service_domain::{
     AuditEvent, Email, NewUser, Page, RepositoryError, Unique, User, UserId, UserPatch,
 };
 
-use super::{count, limit_offset, UserStore};
+use super::{limit_offset, page_of, UserStore};
 use crate::connection::on_backend;
 use crate::error::Failure;
 use crate::schema::user_broker_credentials as ubc;
@@ -226,11 +226,7 @@ impl UserRepository for UserStore {
                         .await?;
                     diesel::QueryResult::Ok((total, rows))
                 })?;
-                let items = rows
-                    .into_iter()
-                    .map(UserRow::into_domain)
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((items, count(total)))
+                page_of(total, rows, UserRow::into_domain)
             })
             .await
     }

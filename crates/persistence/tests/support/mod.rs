@@ -47,6 +47,23 @@ pub trait ApplyExt {
         user: UserId,
         mutations: &[CredentialMutation],
     ) -> Result<Vec<StoredCredential>, RepositoryError>;
+    /// Applies the one write `write` with no event.
+    async fn apply_one(
+        &self,
+        user: UserId,
+        write: CredentialWrite,
+    ) -> Result<Vec<StoredCredential>, RepositoryError> {
+        self.apply(user, &[CredentialMutation::Write(write)]).await
+    }
+    /// Applies the writes `writes`, in order, with no event.
+    async fn apply_writes<const N: usize>(
+        &self,
+        user: UserId,
+        writes: [CredentialWrite; N],
+    ) -> Result<Vec<StoredCredential>, RepositoryError> {
+        self.apply(user, &writes.map(CredentialMutation::Write))
+            .await
+    }
     /// Applies `mutations` and records `events` in one transaction.
     async fn apply_audited(
         &self,
@@ -251,6 +268,23 @@ pub async fn create_user(db: &Database, name: &str) -> UserId {
         .await
         .unwrap()
         .id
+}
+
+/// Creates user `ann` with one `binance` row holding `key` and `secret`: the credential store, her
+/// id and the row.
+pub async fn ann_with_binance(
+    db: &Database,
+    key: &str,
+    secret: Option<&str>,
+) -> (CredentialStore, UserId, StoredCredential) {
+    let creds = db.credentials();
+    let user = create_user(db, "ann").await;
+    let row = creds
+        .apply_one(user, write("binance", None, Some(key), secret))
+        .await
+        .unwrap()
+        .remove(0);
+    (creds, user, row)
 }
 
 /// A broker id.
