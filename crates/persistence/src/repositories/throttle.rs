@@ -20,7 +20,7 @@ use user_service_domain::ports::ThrottleRepository;
 use user_service_domain::RepositoryError;
 
 use super::ThrottleStore;
-use crate::connection::DbConnection;
+use crate::connection::{on_backend, DbConnection};
 use crate::prepared::KeepPrepared;
 
 /// Delete the buckets that hold nothing every this many attempts (per process).
@@ -49,6 +49,14 @@ struct Tat {
     tat: i64,
 }
 
+/// `postgres` or `sqlite`, the same statement with each backend's parameter markers.
+fn for_backend(conn: &DbConnection, postgres: &'static str, sqlite: &'static str) -> &'static str {
+    match conn {
+        DbConnection::Postgres(_) => postgres,
+        DbConnection::Sqlite(_) => sqlite,
+    }
+}
+
 async fn admit_sql(
     conn: &mut DbConnection,
     bucket: &str,
@@ -56,61 +64,41 @@ async fn admit_sql(
     interval: i64,
     burst: i64,
 ) -> Result<Vec<Tat>, diesel::result::Error> {
-    macro_rules! admit {
-        ($c:expr, $sql:expr) => {
-            diesel::sql_query($sql)
-                .bind::<Text, _>(bucket)
-                .bind::<BigInt, _>(now)
-                .bind::<BigInt, _>(interval)
-                .bind::<BigInt, _>(burst)
-                .keep_prepared()
-                .load::<Tat>($c)
-                .await
-        };
-    }
-    match conn {
-        DbConnection::Postgres(c) => admit!(c, ADMIT_POSTGRES),
-        DbConnection::Sqlite(c) => admit!(c, ADMIT_SQLITE),
-    }
+    let sql = for_backend(conn, ADMIT_POSTGRES, ADMIT_SQLITE);
+    on_backend!(conn, |c| {
+        diesel::sql_query(sql)
+            .bind::<Text, _>(bucket)
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(interval)
+            .bind::<BigInt, _>(burst)
+            .keep_prepared()
+            .load::<Tat>(c)
+            .await
+    })
 }
 
 async fn read_sql(
     conn: &mut DbConnection,
     bucket: &str,
 ) -> Result<Vec<Tat>, diesel::result::Error> {
-    match conn {
-        DbConnection::Postgres(c) => {
-            diesel::sql_query(READ_POSTGRES)
-                .bind::<Text, _>(bucket)
-                .keep_prepared()
-                .load::<Tat>(c)
-                .await
-        }
-        DbConnection::Sqlite(c) => {
-            diesel::sql_query(READ_SQLITE)
-                .bind::<Text, _>(bucket)
-                .keep_prepared()
-                .load::<Tat>(c)
-                .await
-        }
-    }
+    let sql = for_backend(conn, READ_POSTGRES, READ_SQLITE);
+    on_backend!(conn, |c| {
+        diesel::sql_query(sql)
+            .bind::<Text, _>(bucket)
+            .keep_prepared()
+            .load::<Tat>(c)
+            .await
+    })
 }
 
 async fn sweep_sql(conn: &mut DbConnection, now: i64) -> Result<usize, diesel::result::Error> {
-    match conn {
-        DbConnection::Postgres(c) => {
-            diesel::sql_query(SWEEP_POSTGRES)
-                .bind::<BigInt, _>(now)
-                .execute(c)
-                .await
-        }
-        DbConnection::Sqlite(c) => {
-            diesel::sql_query(SWEEP_SQLITE)
-                .bind::<BigInt, _>(now)
-                .execute(c)
-                .await
-        }
-    }
+    let sql = for_backend(conn, SWEEP_POSTGRES, SWEEP_SQLITE);
+    on_backend!(conn, |c| {
+        diesel::sql_query(sql)
+            .bind::<BigInt, _>(now)
+            .execute(c)
+            .await
+    })
 }
 
 #[async_trait]
