@@ -98,6 +98,9 @@ async fn put(floor: web::Data<Floor>) -> HttpResponse {
                 key_id: key_id.clone(),
                 binding: row.binding.clone().unwrap_or_default(),
                 updated_at: now,
+                trading_enabled: row.trading_enabled,
+                last_test_status: row.last_test_status.clone(),
+                last_tested_at: row.last_tested_at,
             })],
             events: vec![AuditEvent {
                 occurred_at: now,
@@ -108,6 +111,8 @@ async fn put(floor: web::Data<Floor>) -> HttpResponse {
                 outcome: "success".to_owned(),
                 key_id: Some(key_id),
                 request_id: Some("floor".to_owned()),
+                actor_service: None,
+                detail: None,
             }],
         }
     };

@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use user_service_brokers::{BrokerProbeAdapter, HttpBrokerProbe, ProbeUrls};
+use user_service_brokers::{BrokerProbeAdapter, BrokerProtocols, HttpBrokerProbe, ProbeUrls};
 use user_service_crypto::Passwords;
 use user_service_domain::entitlements::{CachedEntitlements, LocalEntitlements};
 use user_service_domain::ports::{
@@ -260,6 +260,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
             entitlements: services.entitlements,
             keys: Arc::new(KeyHolder::new(secrets.keys)),
             probe,
+            signer: Arc::new(BrokerProtocols::new()),
             clock: services.clock,
         },
         tokens,

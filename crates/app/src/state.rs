@@ -5,12 +5,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 use user_service_crypto::{KeyRing, TokenCodec};
 use user_service_domain::entitlements::CachedEntitlements;
 use user_service_domain::ports::{BrokerProbe, Clock, CredentialRepository};
+use user_service_domain::RequestSigner;
 use user_service_domain::{CredentialService, SignInService, UserService};
 use user_service_persistence::Database;
 
 use crate::config::{KeyHolder, Settings};
 use crate::http::error::ApiError;
-use crate::http::limits::{RequestLimits, SignInLimits};
+use crate::http::limits::{RequestLimits, SignInLimits, SigningLimits};
 use crate::http::metrics::Metrics;
 
 /// The application state, built once by `startup`: the [`Parts`] it was assembled from (reached
@@ -23,6 +24,8 @@ pub struct AppState {
     pub connection_tests: RequestLimits,
     /// Sign-in throttling, in the database (shared by every replica).
     pub sign_in_limits: SignInLimits,
+    /// Limits of the signing route (per trader and per service).
+    pub signing_limits: SigningLimits,
     tokens: RwLock<Arc<TokenCodec>>,
 }
 
@@ -61,6 +64,8 @@ pub struct Parts {
     pub keys: Arc<KeyHolder>,
     /// Broker connection tests.
     pub probe: Arc<dyn BrokerProbe>,
+    /// Broker request signatures.
+    pub signer: Arc<dyn RequestSigner>,
     /// The time source (session expiry, throttling).
     pub clock: Arc<dyn Clock>,
 }
@@ -77,11 +82,16 @@ impl AppState {
             Arc::new(parts.database.throttle()),
             Arc::clone(&parts.clock),
         );
+        let signing_limits = SigningLimits::new(
+            parts.settings.signatures_per_user_per_minute,
+            parts.settings.signatures_per_service_per_minute,
+        );
         Self {
             parts,
             metrics: Metrics::default(),
             connection_tests,
             sign_in_limits,
+            signing_limits,
             tokens: RwLock::new(Arc::new(tokens)),
         }
     }

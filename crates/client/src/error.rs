@@ -16,7 +16,7 @@ pub enum ClientError {
         /// HTTP status (400, 401, 403, 404, 409, 422, 429, 503…).
         status: u16,
         /// Stable error code (`trading_not_enabled`, `signing_unsupported`,
-        /// `signing_path_refused`, `missing_credentials`, …) when the answer had one.
+        /// `signing_path_refused`, `credential_unusable`, …) when the answer had one.
         code: Option<String>,
         /// Human-readable explanation, when the answer had one.
         detail: Option<String>,

@@ -100,7 +100,7 @@ impl SigningClient {
     ///
     /// Refusals come back as [`ClientError::Refused`] with user-service's status and code
     /// (`trading_not_enabled`, `signing_unsupported`, `signing_path_refused`,
-    /// `missing_credentials`, …).
+    /// `credential_unusable`, …).
     pub fn sign(
         &self,
         user_id: i64,

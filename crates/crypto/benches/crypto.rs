@@ -65,6 +65,7 @@ fn cipher(c: &mut Criterion) {
         version: 3,
         last_test_status: None,
         last_tested_at: None,
+        trading_enabled: false,
         created_at: now,
         updated_at: now,
     };

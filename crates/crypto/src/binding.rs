@@ -12,6 +12,7 @@
 //! | `version` | i64 |
 //! | `api_key_encrypted` | `0x00` when absent; `0x01`, u64 length, bytes when present |
 //! | `api_secret_encrypted` | same |
+//! | `trading_enabled` | nothing when off; `0x01` then the bytes `trading` when on |
 //!
 //! Fixed-width integers and length prefixes make the encoding injective: no two inputs share
 //! it, so moving bytes between fields, or turning an absent token into an empty one, changes the
@@ -69,6 +70,10 @@ fn keyed_over(binding_key: &[u8; 32], input: &BindingInput<'_>) -> HmacSha256 {
     mac.update(&input.version.to_be_bytes());
     update_optional(&mut mac, input.api_key_encrypted);
     update_optional(&mut mac, input.api_secret_encrypted);
+    // Last and only when on: tags written before the consent existed (all off) still verify.
+    if input.trading_enabled {
+        mac.update(b"\x01trading");
+    }
     mac
 }
 
@@ -115,8 +120,32 @@ mod tests {
             version: 3,
             api_key_encrypted: Some("gAAAAA-key"),
             api_secret_encrypted: None,
+            trading_enabled: false,
         };
         assert_eq!(tag(&binding_key(), &input), KNOWN_TAG);
+    }
+
+    #[test]
+    fn consent_is_covered_only_when_on() {
+        // The same input with consent on; Python: the message above + b"\x01trading".
+        let broker = BrokerId::parse("binance").unwrap();
+        let mut input = BindingInput {
+            user_id: UserId(42),
+            broker: &broker,
+            version: 3,
+            api_key_encrypted: Some("gAAAAA-key"),
+            api_secret_encrypted: None,
+            trading_enabled: true,
+        };
+        assert_eq!(
+            tag(&binding_key(), &input),
+            "v1.mx3pr1uC3rN4gBnWaPJdSPNZ0cscfO7mWJO4Us9hr4s"
+        );
+        // A row whose consent was turned on behind the service's back fails its check.
+        let mac = decode(KNOWN_TAG).unwrap();
+        assert!(!verify(&binding_key(), &input, &mac));
+        input.trading_enabled = false;
+        assert!(verify(&binding_key(), &input, &mac));
     }
 
     #[test]
@@ -128,6 +157,7 @@ mod tests {
             version: i64::MAX,
             api_key_encrypted: None,
             api_secret_encrypted: Some(""),
+            trading_enabled: false,
         };
         let tag = tag(&binding_key(), &input);
         assert!(tag.starts_with("v1.") && tag.len() == 46, "{tag}");

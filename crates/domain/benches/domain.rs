@@ -34,6 +34,7 @@ fn update_plan(c: &mut Criterion) {
             version: 3,
             last_test_status: None,
             last_tested_at: None,
+            trading_enabled: false,
             created_at: now,
             updated_at: now,
         })
@@ -41,6 +42,7 @@ fn update_plan(c: &mut Criterion) {
     let request: Vec<CredentialUpdate> = (0..10)
         .map(|i| CredentialUpdate {
             broker: BrokerId::parse(&format!("Broker-{i}")).unwrap(),
+            trading_enabled: None,
             api_key: SecretInput::from_field(
                 "api_key",
                 Some(Some(SecretString::from(format!("key-{i}-abcdefgh")))),

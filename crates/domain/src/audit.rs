@@ -30,6 +30,10 @@ pub enum AuditAction {
     CutoverOpen,
     /// Cut-over mode was closed: only bound rows are read (target: the whole database).
     CutoverClose,
+    /// The owner turned trading with a key on (`enabled`) or off (`disabled`).
+    TradingConsent,
+    /// A platform service had a broker request signed with the key (`detail`: method and path).
+    Sign,
 }
 
 impl AuditAction {
@@ -45,6 +49,8 @@ impl AuditAction {
             Self::OperatorAuditRead => "operator_audit_read",
             Self::CutoverOpen => "cutover_open",
             Self::CutoverClose => "cutover_close",
+            Self::TradingConsent => "trading_consent",
+            Self::Sign => "sign",
         }
     }
 
@@ -60,6 +66,8 @@ impl AuditAction {
             Self::OperatorAuditRead,
             Self::CutoverOpen,
             Self::CutoverClose,
+            Self::TradingConsent,
+            Self::Sign,
         ]
         .into_iter()
         .find(|a| a.as_str() == name)
@@ -86,6 +94,13 @@ pub struct AuditEvent {
     pub key_id: Option<KeyId>,
     /// Request that caused it.
     pub request_id: Option<String>,
+    /// The platform service that acted, when the actor is one (`actor_id` is then `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_service: Option<String>,
+    /// What was done, when the action says more than its name: the method and path of a signed
+    /// request (never its query or body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[cfg(test)]

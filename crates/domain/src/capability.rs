@@ -115,6 +115,10 @@ pub enum Action {
     /// Register a profile (`POST /users/register`): any verified user, for itself, and any
     /// service principal, for a new user.
     Register,
+    /// Have a broker request signed with a trader's stored key: platform services only, those
+    /// `SIGNING_SERVICES` lists ([`crate::signing::SigningServices::authorize`] decides; the
+    /// trader must hold `can.route_orders`).
+    SignBrokerRequest,
 }
 
 impl Action {
@@ -125,13 +129,13 @@ impl Action {
             Self::OtherAccountCredentials | Self::UserAdministration => {
                 &[Capability::USE_USERS, Capability::MANAGE_USERS]
             }
-            Self::RegisterSelf | Self::Register => &[],
+            Self::RegisterSelf | Self::Register | Self::SignBrokerRequest => &[],
         }
     }
 
     /// Whether a service principal may take this action.
     pub fn admits_services(self) -> bool {
-        matches!(self, Self::Register)
+        matches!(self, Self::Register | Self::SignBrokerRequest)
     }
 }
 

@@ -64,6 +64,9 @@ pub struct StoredCredential {
     pub last_test_status: Option<String>,
     /// When the last connection test ran.
     pub last_tested_at: Option<DateTime<Utc>>,
+    /// The owner's consent that the platform signs requests with this key (docs/signing.md);
+    /// covered by the binding tag when on.
+    pub trading_enabled: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last write time.
@@ -79,6 +82,7 @@ impl StoredCredential {
             version: self.version,
             api_key_encrypted: self.api_key_encrypted.as_deref(),
             api_secret_encrypted: self.api_secret_encrypted.as_deref(),
+            trading_enabled: self.trading_enabled,
         }
     }
 }
@@ -96,6 +100,9 @@ pub struct BindingInput<'a> {
     pub api_key_encrypted: Option<&'a str>,
     /// Token of the API secret.
     pub api_secret_encrypted: Option<&'a str>,
+    /// The owner's trading consent. Covered only when on, so that every tag written before the
+    /// consent existed still verifies, and a database writer who turns it on breaks the tag.
+    pub trading_enabled: bool,
 }
 
 /// Whether a stored credential could be read.
@@ -134,6 +141,10 @@ pub struct CredentialStatus {
     pub last_test_status: Option<String>,
     /// When the last connection test ran.
     pub last_tested_at: Option<DateTime<Utc>>,
+    /// Whether the owner allows the platform to trade with this key (off by default, and off
+    /// again whenever the key or the secret changes).
+    #[serde(default)]
+    pub trading_enabled: bool,
     /// `ok`; `undecryptable` when the stored value cannot be read; `key_unavailable` during a
     /// key outage.
     pub status: CredentialHealth,

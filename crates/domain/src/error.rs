@@ -64,6 +64,9 @@ pub enum ValidationError {
         /// `api_key` or `api_secret`.
         half: &'static str,
     },
+    /// Trading consent for a broker with no stored credential.
+    #[error("No credential is stored for {0}: store a key and a secret before allowing trading")]
+    NothingStored(String),
 }
 
 impl ValidationError {
@@ -80,6 +83,7 @@ impl ValidationError {
             Self::TooLong { field, .. } | Self::Invalid { field, .. } => Some(field),
             Self::TooManyEntries { .. } | Self::TooManyCredentials { .. } => Some("credentials"),
             Self::UnreadableStoredHalf { half, .. } => Some(half),
+            Self::NothingStored(_) => Some("trading_enabled"),
         }
     }
 }
@@ -250,6 +254,15 @@ pub enum AccessDenied {
     /// A service principal asked for something only users may do.
     #[error("Not available to service principals")]
     ServicePrincipal,
+    /// Someone other than the owner tried to allow trading with the owner's keys.
+    #[error("Only the account's owner may allow trading with its keys")]
+    OwnerConsentOnly,
+    /// A user's token on a route only platform services may use.
+    #[error("Only a platform service may have broker requests signed")]
+    ServiceRequired,
+    /// A platform service that `SIGNING_SERVICES` does not list.
+    #[error("This service is not allowed to have broker requests signed (SIGNING_SERVICES)")]
+    ServiceNotListed,
 }
 
 /// What a domain service returns.
@@ -283,6 +296,9 @@ pub enum DomainError {
     /// Storage failed (unavailable database, schema behind, unexpected error).
     #[error(transparent)]
     Storage(RepositoryError),
+    /// A broker request was not signed.
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SignError),
     /// An unexpected failure; the message names the operation, never a value.
     #[error("internal error: {0}")]
     Internal(String),

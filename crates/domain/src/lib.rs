@@ -37,10 +37,12 @@ pub use principal::{Principal, ServiceName};
 pub use secret::{PlainSecret, SecretInput};
 pub use service::{
     CapabilityChange, CredentialService, CredentialTest, CutoverGate, RequestContext,
-    SignInService, TestOutcome, TestResult, UserPorts, UserService,
+    SignInService, SignOrder, Signing, TestOutcome, TestResult, UserPorts, UserService,
 };
 pub use session::{NewSession, PresentedSession, RefreshOutcome, Session, SessionState};
-pub use signing::{HttpMethod, RequestSigner, SignError, SignedRequest, UnsignedRequest};
+pub use signing::{
+    HttpMethod, RequestSigner, SignError, SignedRequest, SigningServices, UnsignedRequest,
+};
 pub use update::{plan_update, CredentialUpdate, HalfChange, PlannedChange};
 pub use user::{Email, NewUser, OnboardingProgress, Page, User, UserId, UserPatch};
 

@@ -103,12 +103,19 @@ pub struct CredentialWrite {
     pub binding: String,
     /// Time of the write.
     pub updated_at: DateTime<Utc>,
+    /// The owner's trading consent the row has once written.
+    pub trading_enabled: bool,
+    /// The connection test result the row keeps: the stored one when only the consent changes,
+    /// `None` (reset) when a key or secret changes.
+    pub last_test_status: Option<String>,
+    /// When that test ran.
+    pub last_tested_at: Option<DateTime<Utc>>,
 }
 
 /// One change of an update request, as the repository applies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialMutation {
-    /// Insert or compare-and-set update; resets the last test result.
+    /// Insert or compare-and-set update (the test result becomes the write's).
     Write(CredentialWrite),
     /// Compare-and-set delete.
     Delete {

@@ -206,6 +206,7 @@ fn reencrypt(
         version,
         api_key_encrypted: api_key_encrypted.as_deref(),
         api_secret_encrypted: api_secret_encrypted.as_deref(),
+        trading_enabled: row.trading_enabled,
     });
     Ok(Some(CredentialWrite {
         broker: row.broker.clone(),
@@ -216,6 +217,9 @@ fn reencrypt(
         key_id: cipher.primary_key_id(),
         binding,
         updated_at: row.updated_at,
+        trading_enabled: row.trading_enabled,
+        last_test_status: row.last_test_status.clone(),
+        last_tested_at: row.last_tested_at,
     }))
 }
 

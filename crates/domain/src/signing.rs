@@ -23,6 +23,8 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 use crate::broker::BrokerId;
+use crate::error::AccessDenied;
+use crate::principal::{Principal, ServiceName};
 use crate::secret::PlainSecret;
 
 /// Longest path of a request to sign, in bytes.
@@ -295,6 +297,76 @@ pub enum SignError {
     /// not base64, an API key holding characters an HTTP header cannot carry.
     #[error("the stored API key or secret does not have the form this broker uses")]
     InvalidSecret,
+    /// The owner has not allowed the platform to trade with this key.
+    #[error("the owner has not allowed trading with this key")]
+    TradingNotEnabled,
+    /// The stored credential cannot be used: a half is missing, or it cannot be decrypted or
+    /// fails its integrity check. The message says which, never a value.
+    #[error("{0}")]
+    UnusableCredential(&'static str),
+}
+
+/// The platform services allowed to have requests signed (`SIGNING_SERVICES`); none by default,
+/// which turns the signing route off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct SigningServices(std::collections::BTreeSet<ServiceName>);
+
+impl TryFrom<String> for SigningServices {
+    type Error = String;
+
+    fn try_from(list: String) -> Result<Self, String> {
+        Self::parse(&list)
+    }
+}
+
+impl SigningServices {
+    /// Reads a comma-separated list of service names (blanks around names and empty items are
+    /// ignored); the error names the first item that is not a service name.
+    ///
+    /// ```
+    /// use user_service_domain::signing::SigningServices;
+    /// let services = SigningServices::parse(" order-router, risk ").unwrap();
+    /// assert_eq!(services.names().collect::<Vec<_>>(), ["order-router", "risk"]);
+    /// assert!(SigningServices::parse("").unwrap().is_empty());
+    /// assert!(SigningServices::parse("42").is_err());
+    /// ```
+    pub fn parse(list: &str) -> Result<Self, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                ServiceName::parse(item).ok_or_else(|| {
+                    format!(
+                        "{item:?} is not a service name (an ASCII letter, then letters, digits, \
+                         '.', '_' or '-', at most {} characters)",
+                        crate::limits::SERVICE_NAME_MAX_CHARS
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// Whether no service is listed (the route is off).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The listed names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(ServiceName::as_str)
+    }
+
+    /// The service `principal` names, when it is listed: users (traders and operators alike)
+    /// and unlisted services are refused.
+    pub fn authorize(&self, principal: &Principal) -> Result<ServiceName, AccessDenied> {
+        match principal {
+            Principal::User(_) => Err(AccessDenied::ServiceRequired),
+            Principal::Service(name) if self.0.contains(name) => Ok(name.clone()),
+            Principal::Service(_) => Err(AccessDenied::ServiceNotListed),
+        }
+    }
 }
 
 /// Signs broker requests with a user's stored credential.

@@ -15,6 +15,7 @@ pub fn entry(broker: &str, api_key: Option<&str>, api_secret: Option<&str>) -> C
         broker: BrokerId::parse(broker).unwrap(),
         api_key: input("api_key", api_key),
         api_secret: input("api_secret", api_secret),
+        trading_enabled: None,
     }
 }
 
@@ -33,6 +34,7 @@ pub fn stored_row(broker: &str, has_key: bool, has_secret: bool, version: i64) -
         version,
         last_test_status: None,
         last_tested_at: None,
+        trading_enabled: false,
         created_at: at,
         updated_at: at,
     }

@@ -17,6 +17,9 @@ pub struct CredentialUpdate {
     pub api_key: SecretInput,
     /// What to do with the API secret.
     pub api_secret: SecretInput,
+    /// The owner's trading consent, when the entry sets it (`None`: unchanged, or off when the
+    /// key or secret changes).
+    pub trading_enabled: Option<bool>,
 }
 
 /// What happens to one half of a row.
@@ -43,6 +46,10 @@ pub enum PlannedChange {
         api_key: HalfChange,
         /// What happens to the API secret.
         api_secret: HalfChange,
+        /// The consent the row has once written.
+        trading_enabled: bool,
+        /// Whether the row keeps its connection test result (only the consent changes).
+        keeps_test_result: bool,
     },
     /// Delete the row (both halves end up empty) if its version is unchanged.
     Delete {
@@ -65,8 +72,12 @@ impl PlannedChange {
 /// Plans an update request against the stored rows of one user.
 ///
 /// Entries are taken in order. Duplicate brokers are refused (the whole request fails and nothing
-/// changes). An entry with neither field present is skipped. A row whose two halves end up empty
+/// changes). An entry with no field present is skipped. A row whose two halves end up empty
 /// is deleted; an entry that would create an empty row is skipped.
+///
+/// Trading consent: an entry that changes the key or the secret turns it off unless it sets
+/// `trading_enabled` itself; an entry with only `trading_enabled` changes the consent alone
+/// (keeping the test result), and is refused for a broker with nothing stored.
 pub fn plan_update(
     stored: &[StoredCredential],
     request: Vec<CredentialUpdate>,
@@ -85,10 +96,26 @@ pub fn plan_update(
 
     let mut changes = Vec::with_capacity(request.len());
     for entry in request {
+        let current = stored.iter().find(|row| row.broker == entry.broker);
         if entry.api_key.is_keep() && entry.api_secret.is_keep() {
+            let Some(wanted) = entry.trading_enabled else {
+                continue;
+            };
+            let Some(row) = current else {
+                return Err(ValidationError::NothingStored(entry.broker.to_string()));
+            };
+            if row.trading_enabled != wanted {
+                changes.push(PlannedChange::Upsert {
+                    broker: entry.broker,
+                    expected_version: Some(row.version),
+                    api_key: HalfChange::Keep,
+                    api_secret: HalfChange::Keep,
+                    trading_enabled: wanted,
+                    keeps_test_result: true,
+                });
+            }
             continue;
         }
-        let current = stored.iter().find(|row| row.broker == entry.broker);
         let had_key = current.is_some_and(|row| row.api_key_encrypted.is_some());
         let had_secret = current.is_some_and(|row| row.api_secret_encrypted.is_some());
         let has_key = ends_present(&entry.api_key, had_key);
@@ -105,6 +132,8 @@ pub fn plan_update(
                 expected_version: current.map(|row| row.version),
                 api_key: half_change(entry.api_key),
                 api_secret: half_change(entry.api_secret),
+                trading_enabled: entry.trading_enabled.unwrap_or(false),
+                keeps_test_result: false,
             }),
         }
     }
@@ -142,6 +171,8 @@ mod tests {
                 expected_version: None,
                 api_key: HalfChange::Set(key),
                 api_secret: HalfChange::Set(secret),
+                trading_enabled: false,
+                keeps_test_result: false,
             }] => {
                 assert_eq!(broker.as_str(), "binance");
                 assert_eq!(key.expose_secret(), "k");
@@ -250,5 +281,75 @@ mod tests {
             plan_update(&[], request),
             Err(ValidationError::TooManyEntries { .. })
         ));
+    }
+
+    fn consenting(broker: &str, on: bool) -> CredentialUpdate {
+        let mut update = entry(broker, None, None);
+        update.trading_enabled = Some(on);
+        update
+    }
+
+    #[test]
+    fn consent_alone_changes_only_the_consent_and_keeps_the_test_result() {
+        let stored = [stored_row("binance", true, true, 4)];
+        let plan = plan_update(&stored, vec![consenting("binance", true)]).unwrap();
+        assert!(matches!(
+            &plan[..],
+            [PlannedChange::Upsert {
+                expected_version: Some(4),
+                api_key: HalfChange::Keep,
+                api_secret: HalfChange::Keep,
+                trading_enabled: true,
+                keeps_test_result: true,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn consent_already_in_that_state_writes_nothing() {
+        let stored = [stored_row("binance", true, true, 4)];
+        assert!(plan_update(&stored, vec![consenting("binance", false)])
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_new_key_or_secret_ends_the_consent() {
+        let mut row = stored_row("binance", true, true, 2);
+        row.trading_enabled = true;
+        for update in [
+            entry("binance", Some("new-key"), None),
+            entry("binance", None, Some("new-secret")),
+        ] {
+            let plan = plan_update(std::slice::from_ref(&row), vec![update]).unwrap();
+            assert!(matches!(
+                &plan[..],
+                [PlannedChange::Upsert {
+                    trading_enabled: false,
+                    keeps_test_result: false,
+                    ..
+                }]
+            ));
+        }
+        // Unless the same entry gives the consent again, for the new key.
+        let mut update = entry("binance", None, Some("new-secret"));
+        update.trading_enabled = Some(true);
+        let plan = plan_update(&[row], vec![update]).unwrap();
+        assert!(matches!(
+            &plan[..],
+            [PlannedChange::Upsert {
+                trading_enabled: true,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn consent_for_a_broker_with_nothing_stored_is_refused() {
+        assert_eq!(
+            plan_update(&[], vec![consenting("kraken", true)]).unwrap_err(),
+            ValidationError::NothingStored("kraken".into())
+        );
     }
 }

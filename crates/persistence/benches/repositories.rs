@@ -30,6 +30,9 @@ fn write(name: &str, expected_version: Option<i64>) -> CredentialWrite {
         key_id: KeyId::new("k1"),
         binding: "x".repeat(43),
         updated_at: at(0),
+        trading_enabled: false,
+        last_test_status: None,
+        last_tested_at: None,
     }
 }
 

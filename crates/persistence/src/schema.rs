@@ -53,6 +53,7 @@ diesel::table! {
         last_tested_at -> Nullable<UtcTimestamp>,
         created_at -> UtcTimestamp,
         updated_at -> UtcTimestamp,
+        trading_enabled -> Bool,
     }
 }
 
@@ -95,6 +96,8 @@ diesel::table! {
         outcome -> Text,
         key_id -> Nullable<Text>,
         request_id -> Nullable<Text>,
+        actor_service -> Nullable<Text>,
+        detail -> Nullable<Text>,
     }
 }
 

@@ -211,6 +211,8 @@ mod contract {
             outcome: "account_deleted".into(),
             key_id: None,
             request_id: Some("req-del".into()),
+            actor_service: None,
+            detail: None,
         };
         assert_eq!(users.soft_delete(ann, &event).await.unwrap(), 2);
         // The keys went with the account, each deletion recorded in the same transaction.
@@ -395,6 +397,8 @@ mod contract {
             outcome: "success".into(),
             key_id: Some(KeyId::new("k1")),
             request_id: Some("req-a".into()),
+            actor_service: None,
+            detail: None,
         };
         let rows = creds
             .apply_audited(
@@ -451,6 +455,8 @@ mod contract {
             outcome: "success".into(),
             key_id: Some(KeyId::new("k1")),
             request_id: Some(format!("req-{seconds}")),
+            actor_service: None,
+            detail: None,
         };
         for (seconds, action) in [
             (1, AuditAction::Write),
@@ -466,6 +472,8 @@ mod contract {
                 broker: None,
                 key_id: None,
                 request_id: Some("r".repeat(1000)),
+                actor_service: None,
+                detail: None,
                 target_user_id: other,
                 ..event(5, AuditAction::Rotate)
             })
@@ -658,6 +666,8 @@ mod contract {
             outcome: "success".into(),
             key_id: None,
             request_id: Some("req-delete".into()),
+            actor_service: None,
+            detail: None,
         };
         assert!(creds
             .delete(user, &broker("binance"), &event)
@@ -976,6 +986,67 @@ mod contract {
         assert_eq!(rebound.key_id, Some(KeyId::new("k1")));
     }
 
+    pub async fn consent_is_written_with_the_test_result_it_keeps_and_a_foreign_write_ends_it(
+        t: &TestDb,
+    ) {
+        open_cutover(t).await;
+        let (creds, user, _) = ann_with_binance(&t.db, "k", Some("s")).await;
+        assert!(creds
+            .record_test(user, &broker("binance"), "ok", at(3))
+            .await
+            .unwrap());
+        // A consent-only write: the halves as they are, the test result carried over.
+        let mut consent = write("binance", Some(1), Some("k"), Some("s"));
+        consent.trading_enabled = true;
+        consent.last_test_status = Some("ok".into());
+        consent.last_tested_at = Some(at(3));
+        let written = creds.apply_one(user, consent).await.unwrap().remove(0);
+        assert!(written.trading_enabled);
+        assert_eq!(written.last_test_status.as_deref(), Some("ok"));
+        let read = creds.list(user).await.unwrap().remove(0);
+        assert!(read.trading_enabled);
+        assert_eq!(
+            (read.last_test_status.as_deref(), read.last_tested_at),
+            (Some("ok"), Some(at(3)))
+        );
+        // The Python service changing a ciphertext ends the consent given to the old key.
+        t.with_connection(|c| {
+            diesel::update(
+                user_broker_credentials::table.filter(user_broker_credentials::id.eq(read.id)),
+            )
+            .set(user_broker_credentials::api_secret_encrypted.eq("gAAAAApython"))
+            .execute(c)
+        })
+        .unwrap();
+        let after = creds.list(user).await.unwrap().remove(0);
+        assert!(!after.trading_enabled);
+        assert_eq!(after.binding, None);
+    }
+
+    pub async fn signing_audit_events_keep_the_service_and_the_request_line(t: &TestDb) {
+        let audit = t.db.audit();
+        let user = create_user(&t.db, "ann").await;
+        let event = AuditEvent {
+            occurred_at: at(1),
+            actor_id: None,
+            target_user_id: user,
+            action: AuditAction::Sign,
+            broker: Some("binance".into()),
+            outcome: "success".into(),
+            key_id: Some(KeyId::new("k1")),
+            request_id: Some("req-sign".into()),
+            actor_service: Some("order-router".into()),
+            detail: Some("POST /api/v3/order".into()),
+        };
+        audit.record(&event).await.unwrap();
+        let (events, total) = audit
+            .list(user, Page::new(Some(10), Some(0)).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(total, 1);
+        assert_eq!(events, vec![event]);
+    }
+
     // --- sessions ----------------------------------------------------------------------------
 
     fn session(id: &str, family: &str, user: UserId, days: i64) -> NewSession {
@@ -1289,6 +1360,7 @@ mod contract {
                         broker: broker("binance"),
                         api_key: SecretInput::Set(PlainSecret::new(format!("key-{i}"))),
                         api_secret: SecretInput::Set(PlainSecret::new(format!("secret-{i}"))),
+                        trading_enabled: None,
                     };
                     let ctx = RequestContext::new(user, format!("req-{i}"));
                     barrier.wait().await;
@@ -1357,6 +1429,8 @@ macro_rules! contract_tests {
             batches_rewrites_and_key_counts_serve_rotation,
             a_foreign_update_of_ciphertext_unbinds_the_row,
             a_foreign_writer_that_sets_the_tag_keeps_it,
+            consent_is_written_with_the_test_result_it_keeps_and_a_foreign_write_ends_it,
+            signing_audit_events_keep_the_service_and_the_request_line,
             a_fresh_database_is_closed_and_every_mode_change_is_audited,
             closing_is_refused_while_a_row_is_unbound,
             a_closed_database_refuses_unbound_and_backward_writes,

@@ -17,6 +17,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use user_service_persistence::redact;
 
+use user_service_domain::SigningServices;
+
 use super::proxies::TrustedProxies;
 
 /// Where the service runs.
@@ -221,6 +223,13 @@ settings! {
     connection_tests_per_user_per_minute: u32 = Some("5");
     /// Connection tests all users together may run a minute, per replica (429 above).
     connection_tests_per_minute: u32 = Some("60");
+    /// Platform services (token `sub` names, comma-separated) that may have broker requests
+    /// signed with a trader's stored key (signing.md). Empty: the signing route is off.
+    signing_services: SigningServices = Some("");
+    /// Signatures one trader's keys may give a minute, per replica (429 above).
+    signatures_per_user_per_minute: u32 = Some("600");
+    /// Signatures one platform service may obtain a minute, per replica (429 above).
+    signatures_per_service_per_minute: u32 = Some("6000");
     /// Balancers whose `X-Forwarded-For` is believed: comma-separated addresses or CIDR blocks.
     /// From such a peer, the client is the right-most forwarded address that is not one of them
     /// (sign-in throttling counts it); unset, the TCP peer is the client.
@@ -358,7 +367,7 @@ impl Settings {
     pub fn summary(&self) -> String {
         format!(
             "app_env={:?} bind={}:{} database={} pool={} run_migrations={} key_required={} require_binding={} \
-             secret_manager={} entitlements={:?} auth_mode={:?} log_format={:?} max_body_bytes={} trusted_proxies={:?}",
+             secret_manager={} entitlements={:?} auth_mode={:?} log_format={:?} max_body_bytes={} trusted_proxies={:?} signing_services=[{}]",
             self.app_env,
             self.host,
             self.port,
@@ -373,6 +382,7 @@ impl Settings {
             self.log_format,
             self.max_body_bytes,
             self.trusted_proxies.clone().unwrap_or_default(),
+            self.signing_services.names().collect::<Vec<_>>().join(","),
         )
     }
 }

@@ -47,6 +47,11 @@ pub struct EntryBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, max_length = 4096)]
     api_secret: Option<Option<SecretString>>,
+    /// The owner's consent that the platform trades with this key (signing.md). Absent or
+    /// `null`: unchanged, except that a new or cleared key or secret turns it off. Only the
+    /// owner may turn it on; an operator may turn it off.
+    #[serde(default)]
+    trading_enabled: Option<bool>,
 }
 
 /// Distinguishes a field set to `null` (`Some(None)`) from an absent one (`None`, by default).
@@ -67,6 +72,7 @@ impl UpdateBody {
                     api_key: SecretInput::from_field("api_key", entry.api_key).map_err(locate)?,
                     api_secret: SecretInput::from_field("api_secret", entry.api_secret)
                         .map_err(locate)?,
+                    trading_enabled: entry.trading_enabled,
                 })
             })
             .collect()

@@ -10,7 +10,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use user_service_domain::{
-    chain, AccessDenied, CredentialStatus, DomainError, Unique, ValidationError,
+    chain, AccessDenied, CredentialStatus, DomainError, SignError, Unique, ValidationError,
 };
 
 /// Detail of the 503 answered when the encryption key is missing or invalid.
@@ -47,6 +47,16 @@ pub enum ErrorCode {
     ActorMismatch,
     /// 403: a service principal's token on a route only users may use.
     ServicePrincipal,
+    /// 403: a user's token on the signing route, which only platform services may use.
+    ServicePrincipalRequired,
+    /// 403: a platform service that `SIGNING_SERVICES` does not list.
+    SigningServiceNotListed,
+    /// 403: the credential's owner has not allowed trading with it.
+    TradingNotEnabled,
+    /// 403: only the owner may allow trading with a key.
+    OwnerConsentRequired,
+    /// 403: the signing policy does not allow this method and path for this broker.
+    SigningPathRefused,
     /// 404: no such route, user or credential.
     NotFound,
     /// 405: the route exists but not with this method (`Allow` lists the others).
@@ -57,6 +67,12 @@ pub enum ErrorCode {
     UserExists,
     /// 409: concurrent writers kept changing the same rows; nothing was written.
     Busy,
+    /// 409: requests to this broker cannot be signed (its API sends the secret itself, or no
+    /// signer knows it).
+    SigningUnsupported,
+    /// 409: the stored credential cannot sign (a half missing, undecryptable, failing its
+    /// integrity check, or not of the broker's form).
+    CredentialUnusable,
     /// 413: the body is larger than the limit.
     PayloadTooLarge,
     /// 415: the body is not `application/json`.
@@ -91,6 +107,13 @@ impl ErrorCode {
             Self::OperationNotPermitted => "operation_not_permitted",
             Self::ActorMismatch => "actor_mismatch",
             Self::ServicePrincipal => "service_principal",
+            Self::ServicePrincipalRequired => "service_principal_required",
+            Self::SigningServiceNotListed => "signing_service_not_listed",
+            Self::TradingNotEnabled => "trading_not_enabled",
+            Self::OwnerConsentRequired => "owner_consent_required",
+            Self::SigningPathRefused => "signing_path_refused",
+            Self::SigningUnsupported => "signing_unsupported",
+            Self::CredentialUnusable => "credential_unusable",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailTaken => "email_taken",
@@ -121,10 +144,19 @@ impl ErrorCode {
             Self::MissingCapability
             | Self::OperationNotPermitted
             | Self::ActorMismatch
-            | Self::ServicePrincipal => StatusCode::FORBIDDEN,
+            | Self::ServicePrincipal
+            | Self::ServicePrincipalRequired
+            | Self::SigningServiceNotListed
+            | Self::TradingNotEnabled
+            | Self::OwnerConsentRequired
+            | Self::SigningPathRefused => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::EmailTaken | Self::UserExists | Self::Busy => StatusCode::CONFLICT,
+            Self::EmailTaken
+            | Self::UserExists
+            | Self::Busy
+            | Self::SigningUnsupported
+            | Self::CredentialUnusable => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
@@ -342,6 +374,9 @@ impl From<AccessDenied> for ApiError {
         let code = match denied {
             AccessDenied::OperationNotPermitted => ErrorCode::OperationNotPermitted,
             AccessDenied::ServicePrincipal => ErrorCode::ServicePrincipal,
+            AccessDenied::ServiceRequired => ErrorCode::ServicePrincipalRequired,
+            AccessDenied::ServiceNotListed => ErrorCode::SigningServiceNotListed,
+            AccessDenied::OwnerConsentOnly => ErrorCode::OwnerConsentRequired,
             _ => ErrorCode::MissingCapability,
         };
         Self::new(code, denied.to_string())
@@ -367,6 +402,7 @@ impl From<DomainError> for ApiError {
                 "Changed concurrently by another request; retry",
             ),
             DomainError::KeyNotConfigured => Self::key_not_configured(),
+            DomainError::Signing(refusal) => refusal.into(),
             DomainError::DependencyUnavailable(_) => Self::unavailable(&error),
             DomainError::Storage(ref storage) => match storage {
                 user_service_domain::RepositoryError::Unavailable { .. } => {
@@ -382,6 +418,36 @@ impl From<DomainError> for ApiError {
                 _ => Self::internal(&error),
             },
             _ => Self::internal(&error),
+        }
+    }
+}
+
+impl From<SignError> for ApiError {
+    fn from(error: SignError) -> Self {
+        match error {
+            SignError::Unsupported => Self::new(
+                ErrorCode::SigningUnsupported,
+                "Requests to this broker cannot be signed: its API sends the secret itself, or \
+                 no signer knows its protocol",
+            ),
+            SignError::PathNotAllowed => Self::new(
+                ErrorCode::SigningPathRefused,
+                "The signing policy does not allow this method and path for this broker",
+            ),
+            SignError::InvalidRequest(reason) => {
+                Self::invalid_field("request", format!("Invalid broker request: {reason}"))
+            }
+            SignError::TradingNotEnabled => Self::new(
+                ErrorCode::TradingNotEnabled,
+                "The owner has not allowed the platform to trade with this key",
+            ),
+            SignError::InvalidSecret => Self::new(
+                ErrorCode::CredentialUnusable,
+                "The stored API key or secret does not have the form this broker uses",
+            ),
+            SignError::UnusableCredential(reason) => {
+                Self::new(ErrorCode::CredentialUnusable, reason)
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use user_service_domain::ports::Clock as TimeSource;
 use user_service_domain::ports::ThrottleRepository;
-use user_service_domain::{DomainError, UserId};
+use user_service_domain::{DomainError, ServiceName, UserId};
 
 use crate::http::error::ApiError;
 use crate::http::metrics::Metrics;
@@ -83,6 +83,61 @@ impl RequestLimits {
             return Err(ApiError::too_many_requests(retry_after_secs(
                 not_until.wait_time_from(clock.now()),
             )));
+        }
+        if self.per_user.len() > 100_000 {
+            self.per_user.retain_recent();
+        }
+        Ok(())
+    }
+}
+
+/// Limits of the signing route: per trader whose key signs, and per platform service asking.
+/// Counted per replica, like [`RequestLimits`].
+pub struct SigningLimits {
+    per_user: DefaultKeyedRateLimiter<UserId>,
+    per_service: DefaultKeyedRateLimiter<ServiceName>,
+}
+
+impl std::fmt::Debug for SigningLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningLimits").finish_non_exhaustive()
+    }
+}
+
+impl SigningLimits {
+    /// `per_user` signatures a minute with each trader's keys, `per_service` for each service.
+    pub fn new(per_user: u32, per_service: u32) -> Self {
+        Self {
+            per_user: DefaultKeyedRateLimiter::keyed(per_minute(per_user)),
+            per_service: DefaultKeyedRateLimiter::keyed(per_minute(per_service)),
+        }
+    }
+
+    /// Counts one signature asked by `service` with `user`'s keys: `429` with `Retry-After`
+    /// when over either limit.
+    pub fn check(
+        &self,
+        service: &ServiceName,
+        user: UserId,
+        metrics: &Metrics,
+    ) -> Result<(), ApiError> {
+        let clock = DefaultClock::default();
+        let refused = |limit: &'static str, wait: Duration| {
+            metrics.refused(limit);
+            log::warn!("{limit} rate limit reached (service {service}, user {user})");
+            ApiError::too_many_requests(retry_after_secs(wait))
+        };
+        if let Err(not_until) = self.per_service.check_key(service) {
+            return Err(refused(
+                "signing_per_service",
+                not_until.wait_time_from(clock.now()),
+            ));
+        }
+        if let Err(not_until) = self.per_user.check_key(&user) {
+            return Err(refused(
+                "signing_per_user",
+                not_until.wait_time_from(clock.now()),
+            ));
         }
         if self.per_user.len() > 100_000 {
             self.per_user.retain_recent();

@@ -30,6 +30,8 @@ pub struct Metrics {
     /// without building a key.
     requests: Mutex<HashMap<String, RouteSeries>>,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// Signing requests by broker (`binance`, `kraken` or `other`) and outcome.
+    signatures: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -78,9 +80,41 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Counts one answer of the signing route: `outcome` is `signed` or the error code.
+    pub fn signature(&self, broker: &str, outcome: &'static str) {
+        // A fixed label set: a service sending made-up broker names cannot grow the series.
+        let broker = match broker {
+            "binance" => "binance",
+            "kraken" => "kraken",
+            "alpaca" => "alpaca",
+            _ => "other",
+        };
+        *self
+            .signatures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((broker, outcome))
+            .or_default() += 1;
+    }
+
     /// The metrics in Prometheus text format, followed by `extra` lines.
     pub fn render(&self, extra: &str) -> String {
         let mut out = String::new();
+        out.push_str(
+            "# HELP broker_signatures_total Answers of the signing route, by broker and outcome.\n",
+        );
+        out.push_str("# TYPE broker_signatures_total counter\n");
+        for ((broker, outcome), count) in self
+            .signatures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "broker_signatures_total{{broker=\"{broker}\",outcome=\"{outcome}\"}} {count}"
+            );
+        }
         out.push_str("# HELP rate_limited_total Requests refused with 429, by limit.\n");
         out.push_str("# TYPE rate_limited_total counter\n");
         for (limit, count) in self

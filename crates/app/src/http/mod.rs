@@ -12,6 +12,7 @@ pub mod openapi;
 mod openapi_text;
 mod resource;
 pub mod service;
+pub mod signing;
 pub mod users;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -137,6 +138,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
         "DELETE",
         operator,
         |r| r.route(web::delete().to(c::delete_other)),
+    ))
+    .service(guarded(
+        "/users/{user_id}/broker-credentials/{broker}/sign",
+        "POST",
+        Action::SignBrokerRequest,
+        |r| r.route(web::post().to(signing::sign)),
     ))
     .service(guarded(
         "/users/{user_id}/activate",

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::error::{ErrorBody, ErrorCode, FieldError};
 use crate::http::openapi_text::{operations_mut, Prose};
-use crate::http::{audit, auth, credentials, service, users};
+use crate::http::{audit, auth, credentials, service, signing, users};
 
 /// Routes that serve the same operation as another path (the original service's aliases).
 const ALIASES: &[(&str, &str, &[&str])] = &[
@@ -44,6 +44,7 @@ const ALIASES: &[(&str, &str, &[&str])] = &[
         credentials::list_other,
         credentials::update_other,
         credentials::delete_other,
+        signing::sign,
         audit::list_own,
         audit::list_other,
         users::register,
@@ -70,6 +71,7 @@ const ALIASES: &[(&str, &str, &[&str])] = &[
         (name = "sign-in", description = "Embedded sign-in (AUTH_MODE=embedded, the default; with external these routes answer 404): how to get a token for the routes below"),
         (name = "credentials", description = "The caller's broker credentials (can.use_users)"),
         (name = "operators", description = "Other accounts' credentials (can.use_users + can.manage_users)"),
+        (name = "signing", description = "Broker requests signed with a trader's stored key, for the platform services SIGNING_SERVICES lists (service tokens only): the secret never leaves this service"),
         (name = "users", description = "Profiles"),
         (name = "onboarding", description = "Onboarding progress"),
         (name = "service", description = "Liveness, readiness, metrics"),

@@ -37,6 +37,10 @@ const SUMMARIES: &[(&str, &str)] = &[
         "Remove one of a user's broker credentials (operators)",
     ),
     (
+        "sign",
+        "Sign a broker request with a trader's stored key (platform services)",
+    ),
+    (
         "list_other_audit",
         "A user's credentials audit trail (operators)",
     ),
@@ -83,6 +87,11 @@ fn example(operation_id: &str) -> Option<Value> {
         "update_me" | "patch_user" => json!({"first_name": "Ada", "phone": "+33 1 23 45 67 89"}),
         "put_preferences" => json!({"preferences": {"theme": "dark", "language": "fr"}}),
         "test_own" => json!({"broker": "binance"}),
+        "sign" => json!({
+            "method": "POST",
+            "path": "/api/v3/order",
+            "query": "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001"
+        }),
         _ => return None,
     })
 }

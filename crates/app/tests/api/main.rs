@@ -16,6 +16,7 @@ mod outage;
 mod reload;
 mod rotation;
 mod sessions;
+mod signing;
 mod smoke;
 mod stub;
 mod support;

@@ -57,6 +57,7 @@ pub fn row(
         version,
         last_test_status: None,
         last_tested_at: None,
+        trading_enabled: false,
         created_at: time,
         updated_at: time,
     }

@@ -11,7 +11,7 @@ use crate::credential::{
     mask, BindingInput, CredentialHealth, CredentialStatus, KeyId, StoredCredential,
 };
 use crate::cutover::{BindingCheck, CutoverMode};
-use crate::error::{CipherError, DomainError, RepositoryError, ValidationError};
+use crate::error::{AccessDenied, CipherError, DomainError, RepositoryError, ValidationError};
 use crate::limits::MAX_WRITE_ATTEMPTS;
 use crate::ports::{
     AuditRepository, BrokerProbe, Clock, CredentialCipher, CredentialMutation,
@@ -70,9 +70,9 @@ pub struct TestResult {
 /// cipher is passed per call because the key ring can be reloaded while the service runs.
 #[derive(Clone)]
 pub struct CredentialService {
-    credentials: Arc<dyn CredentialRepository>,
+    pub(super) credentials: Arc<dyn CredentialRepository>,
     audit: Arc<dyn AuditRepository>,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     max_per_user: usize,
     cutover: CutoverGate,
 }
@@ -169,6 +169,7 @@ impl CredentialService {
                 updated_at: row.updated_at,
                 last_test_status: row.last_test_status.clone(),
                 last_tested_at: row.last_tested_at,
+                trading_enabled: row.trading_enabled,
                 status: CredentialHealth::KeyUnavailable,
             })
             .collect())
@@ -187,6 +188,11 @@ impl CredentialService {
         target: UserId,
         request: Vec<CredentialUpdate>,
     ) -> Result<Vec<CredentialStatus>, DomainError> {
+        // Consent is the owner's alone; an operator may only withdraw it.
+        if ctx.is_operator_access(target) && request.iter().any(|e| e.trading_enabled == Some(true))
+        {
+            return Err(AccessDenied::OwnerConsentOnly.into());
+        }
         let mut mode = LazyMode::new(&self.cutover);
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let known = mode.known();
@@ -358,10 +364,37 @@ impl CredentialService {
                 .into(),
             ));
         }
+        let consent_only: Vec<bool> = plan
+            .iter()
+            .map(|change| {
+                matches!(
+                    change,
+                    PlannedChange::Upsert {
+                        keeps_test_result: true,
+                        ..
+                    }
+                )
+            })
+            .collect();
         let mutations = self.seal(cipher, target, stored, plan, mode)?;
         let events = mutations
             .iter()
-            .map(|mutation| self.mutation_event(ctx, target, mutation))
+            .zip(consent_only)
+            .map(|(mutation, consent_only)| match mutation {
+                CredentialMutation::Write(write) if consent_only => self.event(
+                    ctx,
+                    target,
+                    AuditAction::TradingConsent,
+                    Some(&write.broker),
+                    if write.trading_enabled {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    },
+                    Some(write.key_id.clone()),
+                ),
+                _ => self.mutation_event(ctx, target, mutation),
+            })
             .collect();
         Ok(WritePlan::Apply { mutations, events })
     }
@@ -396,6 +429,8 @@ impl CredentialService {
                     expected_version,
                     api_key,
                     api_secret,
+                    trading_enabled,
+                    keeps_test_result,
                 } => {
                     let current = stored.iter().find(|row| row.broker == broker);
                     let on_primary = current.and_then(|row| row.key_id.as_ref()) == Some(&primary);
@@ -453,7 +488,9 @@ impl CredentialService {
                         version,
                         api_key_encrypted: api_key_encrypted.as_deref(),
                         api_secret_encrypted: api_secret_encrypted.as_deref(),
+                        trading_enabled,
                     });
+                    let kept_test = current.filter(|_| keeps_test_result);
                     Ok(CredentialMutation::Write(CredentialWrite {
                         broker,
                         expected_version,
@@ -463,6 +500,9 @@ impl CredentialService {
                         key_id: primary.clone(),
                         binding,
                         updated_at: now,
+                        trading_enabled,
+                        last_test_status: kept_test.and_then(|row| row.last_test_status.clone()),
+                        last_tested_at: kept_test.and_then(|row| row.last_tested_at),
                     }))
                 }
             })
@@ -519,7 +559,7 @@ impl CredentialService {
         self.event(ctx, target, action, Some(broker), "success", key_id)
     }
 
-    fn event(
+    pub(super) fn event(
         &self,
         ctx: &RequestContext,
         target: UserId,
@@ -537,13 +577,15 @@ impl CredentialService {
             outcome: outcome.to_owned(),
             key_id,
             request_id: ctx.request_id.clone(),
+            actor_service: ctx.service.as_ref().map(ToString::to_string),
+            detail: None,
         }
     }
 
     /// Records an audit event on its own (tests, reads, binding failures); a failure to record
     /// is logged, not returned, because what it describes has already happened. Changes are
     /// audited inside their transaction instead ([`Self::update`], [`Self::delete`]).
-    async fn record(&self, event: AuditEvent) {
+    pub(super) async fn record(&self, event: AuditEvent) {
         if let Err(error) = self.audit.record(&event).await {
             warn!(
                 "audit event {} for user {} not recorded: {}",
@@ -603,6 +645,7 @@ pub fn status_of(
         updated_at: row.updated_at,
         last_test_status: row.last_test_status.clone(),
         last_tested_at: row.last_tested_at,
+        trading_enabled: row.trading_enabled,
         status: if readable {
             CredentialHealth::Ok
         } else {

@@ -5,10 +5,12 @@ mod context;
 mod credentials;
 pub mod cutover;
 mod sign_in;
+mod signing;
 mod users;
 
 pub use context::RequestContext;
 pub use credentials::{status_of, CredentialService, CredentialTest, TestOutcome, TestResult};
 pub use cutover::CutoverGate;
 pub use sign_in::SignInService;
+pub use signing::{SignOrder, Signing};
 pub use users::{CapabilityChange, UserPorts, UserService};

@@ -156,6 +156,8 @@ impl UserService {
             outcome: "account_deleted".into(),
             key_id: None,
             request_id: ctx.request_id.clone(),
+            actor_service: ctx.service.as_ref().map(ToString::to_string),
+            detail: None,
         };
         self.users
             .soft_delete(id, &event)

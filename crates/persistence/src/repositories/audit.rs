@@ -29,6 +29,8 @@ struct EventRow {
     outcome: String,
     key_id: Option<String>,
     request_id: Option<String>,
+    actor_service: Option<String>,
+    detail: Option<String>,
 }
 
 impl EventRow {
@@ -48,6 +50,8 @@ impl EventRow {
             outcome: self.outcome,
             key_id: self.key_id.map(KeyId::new),
             request_id: self.request_id,
+            actor_service: self.actor_service,
+            detail: self.detail,
         })
     }
 }
@@ -63,6 +67,8 @@ struct NewEventRow<'a> {
     outcome: &'a str,
     key_id: Option<&'a str>,
     request_id: Option<String>,
+    actor_service: Option<&'a str>,
+    detail: Option<&'a str>,
 }
 
 impl<'a> NewEventRow<'a> {
@@ -79,6 +85,8 @@ impl<'a> NewEventRow<'a> {
                 .request_id
                 .as_ref()
                 .map(|id| id.chars().take(REQUEST_ID_MAX_CHARS).collect()),
+            actor_service: event.actor_service.as_deref(),
+            detail: event.detail.as_deref(),
         }
     }
 }

@@ -37,6 +37,7 @@ struct CredentialRow {
     last_tested_at: Option<DbTime>,
     created_at: DbTime,
     updated_at: DbTime,
+    trading_enabled: bool,
 }
 
 impl CredentialRow {
@@ -62,6 +63,7 @@ impl CredentialRow {
             version: self.version,
             last_test_status: self.last_test_status,
             last_tested_at: self.last_tested_at.map(|t| t.0),
+            trading_enabled: self.trading_enabled,
             created_at: self.created_at.0,
             updated_at: self.updated_at.0,
         })
@@ -81,6 +83,7 @@ struct NewCredentialRow<'a> {
     version: i64,
     created_at: DbTime,
     updated_at: DbTime,
+    trading_enabled: bool,
 }
 
 /// The rows of a user (unordered: see [`sorted`]).
@@ -104,8 +107,8 @@ macro_rules! insert_query {
     };
 }
 
-/// Rewrites a row if its version is still `$expected` (compare-and-set), resetting its test
-/// result, returning it as stored.
+/// Rewrites a row if its version is still `$expected` (compare-and-set), with the test result
+/// the write carries (reset, or kept when only the consent changes), returning it as stored.
 macro_rules! update_query {
     ($user:expr, $write:expr, $expected:expr) => {
         diesel::update(
@@ -121,8 +124,9 @@ macro_rules! update_query {
             ubc::binding.eq(&$write.binding),
             ubc::version.eq($write.version),
             ubc::updated_at.eq(DbTime::new($write.updated_at)),
-            ubc::last_test_status.eq(None::<String>),
-            ubc::last_tested_at.eq(None::<DbTime>),
+            ubc::last_test_status.eq($write.last_test_status.as_deref()),
+            ubc::last_tested_at.eq($write.last_tested_at.map(DbTime::new)),
+            ubc::trading_enabled.eq($write.trading_enabled),
         ))
         .returning(CredentialRow::as_returning())
         .keep_prepared()
@@ -152,6 +156,7 @@ fn new_row<'a>(user: UserId, write: &'a CredentialWrite) -> NewCredentialRow<'a>
         version: write.version,
         created_at: DbTime::new(write.updated_at),
         updated_at: DbTime::new(write.updated_at),
+        trading_enabled: write.trading_enabled,
     }
 }
 

@@ -317,6 +317,9 @@ pub fn write(
             expected_version.map_or(1, |v| v + 1)
         ),
         updated_at: at(expected_version.unwrap_or(0)),
+        trading_enabled: false,
+        last_test_status: None,
+        last_tested_at: None,
     }
 }
 
