@@ -1,6 +1,7 @@
 //! The `/account` page in headless Chromium (docs/account-page.md): starts real servers, runs the
 //! Node scenarios of `tests/browser/account.test.js` (playwright-core driving Debian's
-//! `/usr/bin/chromium`), then checks in the database that what the page stored is ciphertext.
+//! `/usr/bin/chromium`), then checks in the database that what the page stored is ciphertext
+//! and that the trading consent it set is the one the scenarios expect.
 //!
 //! Needs `node`, Chromium and `npm ci` in `tests/browser/`. When one is missing the test fails
 //! under `CI=true` and is skipped with a loud `SKIPPED:` line otherwise.
@@ -21,7 +22,7 @@ use serde_json::{json, Value};
 use support::{Backend, TestServer};
 
 /// Values the page types in; none of them may reach the database in clear.
-const TYPED: [(&str, &str); 7] = [
+const TYPED: [(&str, &str); 10] = [
     ("E2E_BINANCE_KEY", "bnc-key-7Hq2LmZp94RtXw3A"),
     ("E2E_BINANCE_SECRET", "bnc-secret-Vd81KqPz0sYh5JtN"),
     ("E2E_IBKR_KEY", "ibkr-key-Qm42XcLp7Ew0"),
@@ -29,9 +30,14 @@ const TYPED: [(&str, &str); 7] = [
     ("E2E_IBKR_SECRET_2", "ibkr-secret-two-Lr57GuYd2Vc9"),
     ("E2E_KRAKEN_KEY", "krk-key-Pw38HsJe6Dm1"),
     ("E2E_KRAKEN_SECRET", "krk-secret-Ua94NcQt5Bx7"),
+    ("E2E_TRADING_KEY", "trd-key-Hn25WqBv8Rk4"),
+    ("E2E_TRADING_SECRET", "trd-secret-Jm73ZpFs1Lc6"),
+    ("E2E_TRADING_SECRET_2", "trd-secret-two-Xe49DgTy0Qa2"),
 ];
 /// The trader of the main scenario (the page registers this account).
 const TRADER_EMAIL: &str = "alice@example.com";
+/// The trader of the trading-consent scenarios (the page registers this account).
+const TRADING_EMAIL: &str = "ivan@example.com";
 const UNDECRYPTABLE_EMAIL: &str = "carol@example.com";
 const UNDECRYPTABLE_PASSWORD: &str = "Carol-Horse-9-battery";
 const OUTAGE_EMAIL: &str = "dave@example.com";
@@ -247,6 +253,7 @@ fn account_page_in_headless_chromium() {
         ("EXTERNAL_TOKEN".into(), external_token),
         ("JWT_SECRET".into(), support::JWT_SECRET.into()),
         ("TRADER_EMAIL".into(), TRADER_EMAIL.into()),
+        ("TRADING_EMAIL".into(), TRADING_EMAIL.into()),
         ("UNDECRYPTABLE_EMAIL".into(), UNDECRYPTABLE_EMAIL.into()),
         (
             "UNDECRYPTABLE_PASSWORD".into(),
@@ -309,6 +316,26 @@ fn account_page_in_headless_chromium() {
             assert!(!stored.contains(typed), "{broker}: {name} stored in clear");
         }
     }
+    // The trading consent the page left: Binance off again (its secret was replaced, then the
+    // French scenario turned it on and off), Interactive Brokers on; Alice never allowed any.
+    let ivan = user_id(&server, TRADING_EMAIL);
+    for (broker, enabled) in [("binance", 0), ("ibkr", 1)] {
+        assert_eq!(
+            server.db.count_credentials(&format!(
+                "user_id = {ivan} AND broker = '{broker}' \
+                 AND CAST(trading_enabled AS INTEGER) = {enabled}"
+            )),
+            1,
+            "{broker}: trading_enabled should be {enabled}"
+        );
+    }
+    assert_eq!(
+        server.db.count_credentials(&format!(
+            "user_id = {trader} AND CAST(trading_enabled AS INTEGER) <> 0"
+        )),
+        0,
+        "the main scenario never allowed trading"
+    );
     // And nothing typed reached the log either.
     let log = server.output();
     for (name, typed) in TYPED {

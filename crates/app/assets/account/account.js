@@ -64,6 +64,13 @@
       clearKey: 'Clear key',
       clearSecret: 'Clear secret',
       'delete': 'Delete',
+      tradingSwitch: 'Allow the platform to trade with this key',
+      tradingHint: 'The platform signs orders with this key; the secret never leaves the service. Changing the key turns this off.',
+      tradingOn: 'Trading allowed',
+      tradingOff: 'Trading not allowed',
+      tradingEnabled: '{broker}: the platform may now trade with this key.',
+      tradingDisabled: '{broker}: the platform may no longer trade with this key.',
+      tradingReset: 'Trading with this key is off again: allow it again if you wish.',
       switchTo: 'Afficher en français',
       switchLabel: 'Français',
       switchLang: 'fr',
@@ -147,6 +154,13 @@
       clearKey: 'Effacer la clé',
       clearSecret: 'Effacer le secret',
       'delete': 'Supprimer',
+      tradingSwitch: 'Autoriser la plateforme à trader avec cette clé',
+      tradingHint: 'La plateforme signe les ordres avec cette clé ; le secret ne quitte jamais le service. Changer la clé désactive cette autorisation.',
+      tradingOn: 'Trading autorisé',
+      tradingOff: 'Trading non autorisé',
+      tradingEnabled: '{broker} : la plateforme peut désormais trader avec cette clé.',
+      tradingDisabled: '{broker} : la plateforme ne peut plus trader avec cette clé.',
+      tradingReset: 'Le trading avec cette clé est de nouveau désactivé : autorisez-le à nouveau si vous le souhaitez.',
       switchTo: 'Switch to English',
       switchLabel: 'English',
       switchLang: 'en',
@@ -203,6 +217,7 @@
   var lang = pickLanguage();
   var credentials = []; // last list answered by the server
   var extraBrokers = []; // custom brokers added on the page, not stored yet
+  var tradingPending = {}; // broker -> a change of its trading consent is on its way
   var testAvailable = false;
   var keyOutage = false; // the last list was a key outage: cards are read-only
   var embeddedSignIn = true;
@@ -380,6 +395,7 @@
     session = { access: null, renewable: false, email: null };
     credentials = [];
     extraBrokers = [];
+    tradingPending = {};
     $('cards').textContent = '';
     resetForms();
   }
@@ -546,7 +562,7 @@
     return chars.slice(bullets - SHOWN_BULLETS).join('');
   }
 
-  var CARD_CONTROLS = ['key-input', 'secret-input', 'save', 'test', 'clear-key', 'clear-secret', 'delete'];
+  var CARD_CONTROLS = ['trading-switch', 'key-input', 'secret-input', 'save', 'test', 'clear-key', 'clear-secret', 'delete'];
 
   // Re-draws every card; keeps what was typed in other cards and the keyboard focus.
   function renderCards() {
@@ -635,6 +651,20 @@
     keyInput.id = 'card-' + index + '-key';
     secretInput.id = 'card-' + index + '-secret';
 
+    // The owner's consent that the platform trades with this key: only on a stored credential
+    // whose answer carries it (off by default; the service turns it off when the key changes).
+    var trading = card.querySelector('.trading');
+    var tradingSwitch = card.querySelector('.trading-switch');
+    var tradingState = card.querySelector('.trading-state');
+    var tradingOn = !!(entry && entry.trading_enabled === true);
+    trading.hidden = !((hasKey || hasSecret) && typeof entry.trading_enabled === 'boolean');
+    tradingSwitch.id = 'card-' + index + '-trading';
+    tradingSwitch.checked = tradingOn;
+    tradingState.textContent = tradingOn ? t('tradingOn') : t('tradingOff');
+    tradingState.classList.toggle('on', tradingOn);
+    card.querySelector('.trading-hint').id = 'card-' + index + '-trading-hint';
+    tradingSwitch.setAttribute('aria-describedby', titleId + ' card-' + index + '-trading-hint');
+
     var buttons = card.querySelectorAll('button');
     for (var i = 0; i < buttons.length; i++) buttons[i].setAttribute('aria-describedby', titleId);
     var stored = hasKey || hasSecret;
@@ -665,6 +695,9 @@
     card.querySelector('.test').addEventListener('click', function () {
       runTest(id);
     });
+    tradingSwitch.addEventListener('change', function () {
+      setTrading(id, tradingSwitch);
+    });
     return card;
   }
 
@@ -672,6 +705,37 @@
     return api('PUT', CREDENTIALS_ROUTE, { credentials: [entry] }).then(function (data) {
       credentials = (data && data.credentials) || [];
       renderCards();
+    });
+  }
+
+  function tradingEnabled(id) {
+    var entry = findCredential(id);
+    return !!(entry && entry.trading_enabled === true);
+  }
+
+  // The success message of a change of the key or secret; says so when it turned trading off.
+  function savedMessage(id, done, wasTrading) {
+    var text = t(done, { broker: brokerName(id) });
+    return wasTrading && !tradingEnabled(id) ? text + ' ' + t('tradingReset') : text;
+  }
+
+  // Sends the consent alone (no key or secret: the stored halves are kept) and re-draws the
+  // cards from the answer. The switch keeps the focus; a second toggle while the first is on
+  // its way is undone rather than sent.
+  function setTrading(id, control) {
+    if (tradingPending[id]) {
+      control.checked = !control.checked;
+      return;
+    }
+    tradingPending[id] = true;
+    var wanted = control.checked;
+    put({ broker: id, trading_enabled: wanted }).then(function () {
+      tradingPending[id] = false;
+      say('success', t(tradingEnabled(id) ? 'tradingEnabled' : 'tradingDisabled', { broker: brokerName(id) }));
+    }).catch(function (error) {
+      tradingPending[id] = false;
+      renderCards(); // back to what the service last said
+      report(error, 'trading');
     });
   }
 
@@ -688,6 +752,7 @@
     }
     // What was typed stays in the form until the save succeeds (the secret in its password
     // field), so a failed save can be retried; it is wiped once stored and on sign-out.
+    var wasTrading = tradingEnabled(id);
     put(entry).then(function () {
       var card = $('cards').querySelector('[data-broker="' + cssEscape(id) + '"]');
       if (card) {
@@ -696,7 +761,7 @@
       }
       keyInput.value = '';
       secretInput.value = '';
-      say('success', t('saved', { broker: brokerName(id) }));
+      say('success', savedMessage(id, 'saved', wasTrading));
     }).catch(function (error) {
       report(error, 'save');
     });
@@ -706,8 +771,9 @@
     if (!window.confirm(t(question, { broker: brokerName(id) }))) return;
     var entry = { broker: id };
     entry[field] = null;
+    var wasTrading = tradingEnabled(id);
     put(entry).then(function () {
-      say('success', t(done, { broker: brokerName(id) }));
+      say('success', savedMessage(id, done, wasTrading));
     }).catch(function (error) {
       report(error, 'save');
     });

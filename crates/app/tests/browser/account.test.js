@@ -33,8 +33,15 @@ const V = {
   ibkrSecret: env('E2E_IBKR_SECRET'),
   ibkrSecret2: env('E2E_IBKR_SECRET_2'),
   krakenKey: env('E2E_KRAKEN_KEY'),
-  krakenSecret: env('E2E_KRAKEN_SECRET')
+  krakenSecret: env('E2E_KRAKEN_SECRET'),
+  tradingKey: env('E2E_TRADING_KEY'),
+  tradingSecret: env('E2E_TRADING_SECRET'),
+  tradingSecret2: env('E2E_TRADING_SECRET_2')
 };
+/** The trader of the trading-consent scenarios (browser.rs checks the consent in the database). */
+const TRADING_EMAIL = env('TRADING_EMAIL');
+const TRADING_PASSWORD = 'Ivan-Horse-9-battery';
+const TRADING_SWITCH = { en: 'Allow the platform to trade with this key', fr: 'Autoriser la plateforme à trader avec cette clé' };
 const CREDENTIALS = '**/users/me/broker-credentials';
 const KEY_NOT_CONFIGURED = 'Broker credentials encryption key is not configured';
 
@@ -149,14 +156,14 @@ async function masks(page, broker) {
   return [await c.locator('.key-mask').textContent(), await c.locator('.secret-mask').textContent()];
 }
 
-/** Every input of the page has a label, and no input holds a typed value. */
+/** Every input of the page has a label, and no text input holds a typed value. */
 async function checkInputs(page) {
   const inputs = await page.$$eval('input', (all) =>
-    all.map((i) => ({ id: i.id, labelled: i.labels.length > 0, value: i.value }))
+    all.map((i) => ({ id: i.id, type: i.type, labelled: i.labels.length > 0, value: i.value }))
   );
   for (const input of inputs) {
     assert.ok(input.labelled, `input #${input.id} has a <label>`);
-    assert.equal(input.value, '', `input #${input.id} is empty`);
+    if (input.type !== 'checkbox') assert.equal(input.value, '', `input #${input.id} is empty`);
   }
 }
 
@@ -499,4 +506,175 @@ test('with AUTH_MODE=external the page takes a platform token', async (t) => {
   await signedIn(page);
   assert.deepEqual(await masks(page, 'binance'), ['Not set', 'Not set']);
   assert.equal(await page.inputValue('#token-input'), '');
+});
+
+// ---- trading consent: the owner allows the platform to trade with a stored key, per broker ----
+
+const tradingSwitch = (page, broker, lang = 'en') =>
+  card(page, broker).getByRole('switch', { name: TRADING_SWITCH[lang], exact: true });
+
+/** Waits until the card of `broker` states `text` (its trading consent, as the service answered it). */
+async function tradingState(page, broker, text) {
+  await page.waitForFunction(
+    ([b, s]) => {
+      const el = document.querySelector(`.card[data-broker="${b}"] .trading-state`);
+      return el && !el.closest('[hidden]') && el.textContent === s;
+    },
+    [broker, text]
+  );
+}
+
+/** Signs in through the API (its own session, not the page's) and lists the stored credentials by broker. */
+async function apiSession(email, password) {
+  const login = await fetch(`${BASE}/auth/login`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-Requested-With': 'user-service' },
+    body: JSON.stringify({ email, password })
+  });
+  assert.equal(login.status, 200, 'the API sign-in works');
+  const { access_token: token } = await login.json();
+  return {
+    async list() {
+      const answer = await fetch(`${BASE}/users/me/broker-credentials`, { headers: { Authorization: `Bearer ${token}` } });
+      assert.equal(answer.status, 200);
+      const body = await answer.json();
+      return Object.fromEntries(body.credentials.map((c) => [c.broker, c]));
+    }
+  };
+}
+
+/** The body of the next PUT of the credentials (started before the action that sends it). */
+function nextPut(page) {
+  return page
+    .waitForRequest((r) => r.method() === 'PUT' && r.url().endsWith('/users/me/broker-credentials'))
+    .then((r) => r.postDataJSON());
+}
+
+test('the platform may trade with a key only once its owner allows it, per broker', async (t) => {
+  const page = await openPage(t);
+  await register(page, TRADING_EMAIL, TRADING_PASSWORD);
+  await signedIn(page);
+  const binance = card(page, 'binance');
+  const ibkr = card(page, 'ibkr');
+  await page.waitForFunction(() => document.querySelectorAll('.card').length >= 2);
+  assert.equal(await page.getByRole('switch').count(), 0, 'nothing stored: nothing to allow');
+
+  // A freshly stored key: the switch is there, labelled, explained and off.
+  await save(page, 'binance', { key: V.tradingKey, secret: V.tradingSecret });
+  await expectMessage(page, 'success', 'Binance: saved.');
+  const onBinance = tradingSwitch(page, 'binance');
+  await onBinance.waitFor();
+  assert.equal(await onBinance.isChecked(), false, 'off by default');
+  assert.equal(await onBinance.getAttribute('type'), 'checkbox');
+  await tradingState(page, 'binance', 'Trading not allowed');
+  assert.match(await binance.locator('.trading-hint').textContent(), /the secret never leaves the service/);
+  const described = (await onBinance.getAttribute('aria-describedby')).split(' ');
+  assert.ok(described.includes(await binance.locator('.trading-hint').getAttribute('id')), 'the hint describes the switch');
+  assert.ok(described.includes(await binance.locator('.card-title').getAttribute('id')), 'and names the broker');
+  assert.ok(await ibkr.locator('.trading').isHidden(), 'no switch where nothing is stored');
+  await checkInputs(page);
+  const api = await apiSession(TRADING_EMAIL, TRADING_PASSWORD);
+  assert.equal((await api.list()).binance.trading_enabled, false, 'the API says off too');
+
+  // A connection test first: a consent change keeps its result.
+  await binance.locator('.test').click();
+  await expectMessage(page, 'success', 'Binance: Connection established.');
+  await page.waitForFunction(() =>
+    document.querySelector('.card[data-broker="binance"] .last-test').textContent.startsWith('Connection OK')
+  );
+
+  // On, by keyboard: the consent alone is sent, the switch keeps the focus.
+  await onBinance.focus();
+  let sent = nextPut(page);
+  await page.keyboard.press('Space');
+  assert.deepEqual(await sent, { credentials: [{ broker: 'binance', trading_enabled: true }] }, 'no key or secret sent');
+  await expectMessage(page, 'success', 'Binance: the platform may now trade with this key.');
+  await tradingState(page, 'binance', 'Trading allowed');
+  assert.equal(await onBinance.isChecked(), true);
+  assert.ok(await onBinance.evaluate((el) => el === document.activeElement), 'the switch keeps the focus');
+  assert.ok((await binance.locator('.last-test').textContent()).startsWith('Connection OK'), 'the last test is kept');
+  assert.deepEqual(await masks(page, 'binance'), [mask(V.tradingKey), mask(V.tradingSecret)], 'key and secret kept');
+  let listed = (await api.list()).binance;
+  assert.equal(listed.trading_enabled, true, 'the API says on');
+  assert.equal(listed.last_test_status, 'ok');
+  await checkInputs(page);
+
+  // Persisted: still on after a reload.
+  await page.reload();
+  await signedIn(page);
+  await onBinance.waitFor();
+  await tradingState(page, 'binance', 'Trading allowed');
+  assert.equal(await onBinance.isChecked(), true, 'still on after a reload');
+
+  // A failed change puts the switch back where the service has it.
+  await page.route(CREDENTIALS, (route) =>
+    route.request().method() === 'PUT'
+      ? route.fulfill({ status: 503, contentType: 'application/json', headers: { 'Retry-After': '1' }, body: '{"detail":"Service unavailable","code":"service_unavailable"}' })
+      : route.continue()
+  );
+  await onBinance.click();
+  await expectMessage(page, 'error', 'temporarily unavailable');
+  await tradingState(page, 'binance', 'Trading allowed');
+  assert.equal(await onBinance.isChecked(), true, 'back on: the change did not go through');
+  await page.unroute(CREDENTIALS);
+
+  // Replacing the secret on the page turns it off, and the page says so.
+  await save(page, 'binance', { secret: V.tradingSecret2 });
+  await expectMessage(page, 'success', 'Binance: saved. Trading with this key is off again');
+  await tradingState(page, 'binance', 'Trading not allowed');
+  assert.equal(await onBinance.isChecked(), false, 'a new secret turns it off');
+  assert.deepEqual(await masks(page, 'binance'), [mask(V.tradingKey), mask(V.tradingSecret2)]);
+  assert.equal((await api.list()).binance.trading_enabled, false, 'the API says off again');
+  await checkInputs(page);
+  await checkNoPlaintext(page);
+
+  // Per broker: Interactive Brokers on, off and on again; Binance stays off.
+  await save(page, 'ibkr', { key: V.ibkrKey, secret: V.ibkrSecret });
+  await expectMessage(page, 'success', 'Interactive Brokers: saved.');
+  const onIbkr = tradingSwitch(page, 'ibkr');
+  await onIbkr.waitFor();
+  await tradingState(page, 'ibkr', 'Trading not allowed');
+  await onIbkr.click();
+  await expectMessage(page, 'success', 'Interactive Brokers: the platform may now trade with this key.');
+  await tradingState(page, 'ibkr', 'Trading allowed');
+  sent = nextPut(page);
+  await ibkr.locator('.trading-label').click();
+  assert.deepEqual(await sent, { credentials: [{ broker: 'ibkr', trading_enabled: false }] }, 'the label toggles it too');
+  await expectMessage(page, 'success', 'Interactive Brokers: the platform may no longer trade with this key.');
+  await tradingState(page, 'ibkr', 'Trading not allowed');
+  await onIbkr.click();
+  await expectMessage(page, 'success', 'Interactive Brokers: the platform may now trade with this key.');
+  await tradingState(page, 'ibkr', 'Trading allowed');
+  assert.equal(await onBinance.isChecked(), false, 'Binance is not affected');
+  await tradingState(page, 'binance', 'Trading not allowed');
+  listed = await api.list();
+  assert.equal(listed.ibkr.trading_enabled, true);
+  assert.equal(listed.binance.trading_enabled, false);
+  await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'account-page-trading.png'), fullPage: true });
+});
+
+test('the trading switch in French', async (t) => {
+  const page = await openPage(t, { locale: 'fr-FR' });
+  assert.equal(await page.getAttribute('html', 'lang'), 'fr');
+  await signIn(page, TRADING_EMAIL, TRADING_PASSWORD);
+  await signedIn(page);
+  const onBinance = tradingSwitch(page, 'binance', 'fr');
+  await onBinance.waitFor();
+  await tradingSwitch(page, 'ibkr', 'fr').waitFor();
+  await tradingState(page, 'binance', 'Trading non autorisé');
+  await tradingState(page, 'ibkr', 'Trading autorisé');
+  assert.equal(await onBinance.isChecked(), false);
+  assert.equal(await tradingSwitch(page, 'ibkr', 'fr').isChecked(), true);
+  assert.match(await card(page, 'binance').locator('.trading-hint').textContent(), /le secret ne quitte jamais le service/);
+  await onBinance.click();
+  await expectMessage(page, 'success', 'Binance : la plateforme peut désormais trader avec cette clé.');
+  await tradingState(page, 'binance', 'Trading autorisé');
+  await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'account-page-trading-fr.png'), fullPage: true });
+  await onBinance.click();
+  await expectMessage(page, 'success', 'Binance : la plateforme ne peut plus trader avec cette clé.');
+  await tradingState(page, 'binance', 'Trading non autorisé');
+  // The switch follows the language switch too.
+  await page.click('#lang-switch');
+  await tradingSwitch(page, 'binance', 'en').waitFor();
+  await tradingState(page, 'ibkr', 'Trading allowed');
 });
