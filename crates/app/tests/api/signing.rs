@@ -50,11 +50,29 @@ fn entry<'a>(list: &'a Value, broker: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {broker} in {list}"))
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+/// Has `request` signed with `user`'s `broker` key through the route, sends it to the broker at
+/// `url`, and answers the broker's status and JSON body.
+fn signed_and_sent(
+    client: &SigningClient,
+    user: i64,
+    broker: &str,
+    request: &BrokerRequest,
+    url: &str,
+) -> (u16, Value) {
+    let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
-        .new_agent()
+        .new_agent();
+    let mut sent = client
+        .sign(user, broker, request)
+        .unwrap()
+        .send(&agent, url)
+        .unwrap();
+    let body = sent.body_mut().read_to_string().unwrap();
+    (
+        sent.status().as_u16(),
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
 }
 
 /// A trader with Binance, Kraken and Alpaca keys stored, trading allowed on all three, and
@@ -99,46 +117,31 @@ fn signed_requests_are_accepted_by_the_brokers(backend: Backend) {
     let kraken = KrakenStandIn::start([(KRAKEN_KEY, KRAKEN_SECRET)]).unwrap();
     let client = SigningClient::new(&server.base, SecretString::from(token(SERVICE)));
 
-    // A Binance order with its parameters in the query and in the body.
+    // A Binance market sell with its parameters in the query and in the body.
     let order = BrokerRequest::post("/api/v3/order")
-        .query("symbol", "BTCUSDT")
-        .form("side", "BUY")
-        .form("type", "LIMIT")
-        .form("timeInForce", "GTC")
-        .form("quantity", "0.01")
-        .form("price", "20000");
-    let ready = client.sign(trader_id, "binance", &order).unwrap();
-    let mut sent = ready.send(&agent(), &binance.url()).unwrap();
-    let placed: Value = serde_json::from_str(&sent.body_mut().read_to_string().unwrap()).unwrap();
-    assert_eq!(sent.status().as_u16(), 200, "{placed}");
+        .query("symbol", "ETHUSDT")
+        .query("side", "SELL")
+        .form("type", "MARKET")
+        .form("quantity", "0.5");
+    let (status, placed) = signed_and_sent(&client, trader_id, "binance", &order, &binance.url());
+    assert_eq!(status, 200, "{placed}");
     assert_eq!(
-        (&placed["symbol"], &placed["status"]),
-        (&json!("BTCUSDT"), &json!("NEW"))
+        (&placed["symbol"], &placed["type"]),
+        (&json!("ETHUSDT"), &json!("MARKET"))
     );
     // A signed GET.
-    let account = client
-        .sign(trader_id, "binance", &BrokerRequest::get("/api/v3/account"))
-        .unwrap();
-    assert_eq!(
-        account
-            .send(&agent(), &binance.url())
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    let account = BrokerRequest::get("/api/v3/account").query("omitZeroBalances", "true");
+    let (status, _) = signed_and_sent(&client, trader_id, "binance", &account, &binance.url());
+    assert_eq!(status, 200);
 
     // A Kraken order (the nonce is added to the body, the signature is a header).
-    let add_order = BrokerRequest::post("/0/private/AddOrder")
-        .form("ordertype", "limit")
-        .form("type", "buy")
-        .form("volume", "1.25")
-        .form("pair", "XBTUSD")
-        .form("price", "37500");
-    let ready = client.sign(trader_id, "kraken", &add_order).unwrap();
-    let mut sent = ready.send(&agent(), &kraken.url()).unwrap();
-    let added: Value = serde_json::from_str(&sent.body_mut().read_to_string().unwrap()).unwrap();
-    assert_eq!(added["error"], json!([]), "{added}");
+    let sell = BrokerRequest::post("/0/private/AddOrder")
+        .form("pair", "ETHEUR")
+        .form("type", "sell")
+        .form("ordertype", "market")
+        .form("volume", "0.5");
+    let (status, added) = signed_and_sent(&client, trader_id, "kraken", &sell, &kraken.url());
+    assert_eq!((status, &added["error"]), (200, &json!([])), "{added}");
 
     assert_eq!(binance.requests().len(), 2);
     assert!(binance
