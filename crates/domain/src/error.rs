@@ -64,9 +64,6 @@ pub enum ValidationError {
         /// `api_key` or `api_secret`.
         half: &'static str,
     },
-    /// Trading consent for a broker with no stored credential.
-    #[error("No credential is stored for {0}: store a key and a secret before allowing trading")]
-    NothingStored(String),
 }
 
 impl ValidationError {
@@ -83,7 +80,6 @@ impl ValidationError {
             Self::TooLong { field, .. } | Self::Invalid { field, .. } => Some(field),
             Self::TooManyEntries { .. } | Self::TooManyCredentials { .. } => Some("credentials"),
             Self::UnreadableStoredHalf { half, .. } => Some(half),
-            Self::NothingStored(_) => Some("trading_enabled"),
         }
     }
 }

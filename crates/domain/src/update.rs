@@ -77,7 +77,8 @@ impl PlannedChange {
 ///
 /// Trading consent: an entry that changes the key or the secret turns it off unless it sets
 /// `trading_enabled` itself; an entry with only `trading_enabled` changes the consent alone
-/// (keeping the test result), and is refused for a broker with nothing stored.
+/// (keeping the test result); for a broker with nothing stored there is nothing to consent to,
+/// and the entry is skipped.
 pub fn plan_update(
     stored: &[StoredCredential],
     request: Vec<CredentialUpdate>,
@@ -102,7 +103,7 @@ pub fn plan_update(
                 continue;
             };
             let Some(row) = current else {
-                return Err(ValidationError::NothingStored(entry.broker.to_string()));
+                continue;
             };
             if row.trading_enabled != wanted {
                 changes.push(PlannedChange::Upsert {
@@ -346,10 +347,9 @@ mod tests {
     }
 
     #[test]
-    fn consent_for_a_broker_with_nothing_stored_is_refused() {
-        assert_eq!(
-            plan_update(&[], vec![consenting("kraken", true)]).unwrap_err(),
-            ValidationError::NothingStored("kraken".into())
-        );
+    fn consent_for_a_broker_with_nothing_stored_changes_nothing() {
+        assert!(plan_update(&[], vec![consenting("kraken", true)])
+            .unwrap()
+            .is_empty());
     }
 }
