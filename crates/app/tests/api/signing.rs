@@ -496,12 +496,13 @@ fn without_signing_services_the_route_is_off() {
 }
 
 #[test]
-fn signatures_are_rate_limited_per_trader() {
+fn signatures_are_rate_limited_per_trader_and_per_service() {
     let Some(server) = TestServer::start(
         Backend::Sqlite,
         &[
             ("SIGNING_SERVICES", Some(SERVICE)),
             ("SIGNATURES_PER_USER_PER_MINUTE", Some("2")),
+            ("SIGNATURES_PER_SERVICE_PER_MINUTE", Some("3")),
             FRESH_ENTITLEMENTS,
         ],
     ) else {
@@ -520,16 +521,24 @@ fn signatures_are_rate_limited_per_trader() {
         "POST",
         &format!("/users/{trader_id}/broker-credentials/binance/sign"),
         Some(&service),
-        Some(account),
+        Some(account.clone()),
     );
     assert_eq!(
         (answer.status, answer.body["code"].as_str()),
         (429, Some("rate_limited"))
     );
     assert!(answer.header("retry-after").is_some());
-    let metrics = server.call("GET", "/metrics", None, None).text;
-    assert!(
-        metrics.contains("rate_limited_total{limit=\"signing_per_user\"} 1"),
-        "{metrics}"
+    // Three calls reached the service's limit: another trader's first one is refused too.
+    let (other_id, _) = consenting_trader(&server, "limited-too@example.com");
+    assert_eq!(
+        refusal(&server, &service, other_id, "binance", account.clone()),
+        (429, "rate_limited".to_owned())
     );
+    let metrics = server.call("GET", "/metrics", None, None).text;
+    for limit in ["signing_per_user", "signing_per_service"] {
+        assert!(
+            metrics.contains(&format!("rate_limited_total{{limit=\"{limit}\"}} 1")),
+            "{metrics}"
+        );
+    }
 }
