@@ -20,10 +20,10 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use thiserror::Error;
 
 use crate::broker::BrokerId;
 use crate::error::AccessDenied;
+pub use crate::error::SignError;
 use crate::principal::{Principal, ServiceName};
 use crate::secret::PlainSecret;
 
@@ -278,32 +278,6 @@ impl fmt::Debug for SignedRequest {
             .field("body_bytes", &self.body.len())
             .finish()
     }
-}
-
-/// Why a request was not signed. Messages never contain a value of the request or a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum SignError {
-    /// The broker's API cannot be signed here: it sends the secret itself (Alpaca), or no signer
-    /// knows its protocol.
-    #[error("requests to this broker cannot be signed")]
-    Unsupported,
-    /// The signing policy does not allow this method and path for this broker.
-    #[error("the signing policy does not allow this request for this broker")]
-    PathNotAllowed,
-    /// The request breaks a limit or a rule of the broker's protocol.
-    #[error("invalid request: {0}")]
-    InvalidRequest(String),
-    /// The stored key or secret does not have the form the broker uses: a Kraken secret that is
-    /// not base64, an API key holding characters an HTTP header cannot carry.
-    #[error("the stored API key or secret does not have the form this broker uses")]
-    InvalidSecret,
-    /// The owner has not allowed the platform to trade with this key.
-    #[error("the owner has not allowed trading with this key")]
-    TradingNotEnabled,
-    /// The stored credential cannot be used: a half is missing, or it cannot be decrypted or
-    /// fails its integrity check. The message says which, never a value.
-    #[error("{0}")]
-    UnusableCredential(&'static str),
 }
 
 /// The platform services allowed to have requests signed (`SIGNING_SERVICES`); none by default,
