@@ -213,15 +213,10 @@ fn signed_requests_are_accepted_by_the_brokers(backend: Backend) {
     );
 }
 
-#[test]
-fn signed_requests_are_accepted_by_the_brokers_sqlite() {
-    signed_requests_are_accepted_by_the_brokers(Backend::Sqlite);
-}
-
-#[test]
-fn signed_requests_are_accepted_by_the_brokers_postgres() {
-    signed_requests_are_accepted_by_the_brokers(Backend::Postgres);
-}
+crate::test_on_both_backends!(
+    signed_requests_are_accepted_by_the_brokers,
+    every_refusal_has_its_status_and_code,
+);
 
 /// `(status, code)` of a signing call by `token` for `user`'s `broker` key.
 fn refusal(
@@ -467,16 +462,6 @@ fn every_refusal_has_its_status_and_code(backend: Backend) {
         metrics.contains("outcome=\"trading_not_enabled\""),
         "{metrics}"
     );
-}
-
-#[test]
-fn every_refusal_has_its_status_and_code_sqlite() {
-    every_refusal_has_its_status_and_code(Backend::Sqlite);
-}
-
-#[test]
-fn every_refusal_has_its_status_and_code_postgres() {
-    every_refusal_has_its_status_and_code(Backend::Postgres);
 }
 
 #[test]

@@ -672,3 +672,23 @@ macro_rules! on_both_backends {
         )*
     };
 }
+
+/// Declares, for each plain function `name(backend: Backend)`, one test per backend:
+/// `name::sqlite` and `name::postgres`. The bodies stay ordinary functions that rustfmt formats.
+#[macro_export]
+macro_rules! test_on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name($crate::support::Backend::Sqlite)
+                }
+                #[test]
+                fn postgres() {
+                    super::$name($crate::support::Backend::Postgres)
+                }
+            }
+        )*
+    };
+}
