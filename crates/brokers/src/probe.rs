@@ -20,6 +20,7 @@ use user_service_domain::ports::ProbeStatus;
 use user_service_domain::{
     BrokerId, HttpMethod, PlainSecret, RequestSigner, SignError, SignedRequest, UnsignedRequest,
 };
+use user_service_outbound::transport_cause;
 
 use crate::signing::{BrokerProtocols, Protocol};
 
@@ -79,17 +80,10 @@ impl HttpBrokerProbe {
     /// A probe with these base URLs; each check gives up after `timeout` (connection, TLS,
     /// request and answer together).
     pub fn new(urls: ProbeUrls, timeout: Duration) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            // A redirect would re-send the key headers to wherever it points.
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .build()
-            .new_agent();
         Self {
             urls,
-            agent,
+            // No redirect: it would re-send the key headers to wherever it points.
+            agent: user_service_outbound::agent(timeout),
             signer: BrokerProtocols::new(),
         }
     }
@@ -238,7 +232,7 @@ impl HttpBrokerProbe {
             .header("APCA-API-SECRET-KEY", api_secret.expose_secret())
             .call();
         let status = response
-            .map_err(|e| Failure::network(transport_cause(&e)))?
+            .map_err(|e| Failure::network(transport_cause(&e, "broker")))?
             .status()
             .as_u16();
         match status {
@@ -280,7 +274,7 @@ impl HttpBrokerProbe {
             // The base URL cannot form a request: a configuration problem, not a key problem.
             return Err(Failure::network("invalid broker URL"));
         };
-        let mut response = result.map_err(|e| Failure::network(transport_cause(&e)))?;
+        let mut response = result.map_err(|e| Failure::network(transport_cause(&e, "broker")))?;
         let status = response.status().as_u16();
         let answer = response
             .body_mut()
@@ -325,32 +319,6 @@ fn kraken_error_names(errors: &[&str]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// What went wrong below HTTP, in words that hold no URL (some `ureq` errors quote the URL,
-/// whose query holds the signature).
-pub(crate) fn transport_cause(error: &ureq::Error) -> String {
-    match error {
-        ureq::Error::Timeout(which) => format!("timeout ({which})"),
-        ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            "connection refused".to_owned()
-        }
-        ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => "timeout".to_owned(),
-        ureq::Error::Io(e) => format!("I/O error ({:?})", e.kind()),
-        ureq::Error::HostNotFound => "host not found".to_owned(),
-        ureq::Error::ConnectionFailed => "connection failed".to_owned(),
-        ureq::Error::Tls(reason) => format!("TLS: {reason}"),
-        #[cfg(feature = "tls")]
-        ureq::Error::Rustls(e) => format!("TLS: {e}"),
-        ureq::Error::Protocol(_) => "HTTP protocol error".to_owned(),
-        ureq::Error::BadUri(_) | ureq::Error::Http(_) => "invalid broker URL".to_owned(),
-        ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => {
-            "unexpected redirect".to_owned()
-        }
-        ureq::Error::BodyExceedsLimit(_) => "answer too large".to_owned(),
-        ureq::Error::RequireHttpsOnly(_) | ureq::Error::TlsRequired => "https required".to_owned(),
-        _ => "HTTP client error".to_owned(),
-    }
 }
 
 /// The host (and port) of a base URL, without scheme, user info or path.

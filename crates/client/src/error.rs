@@ -51,22 +51,3 @@ impl ClientError {
         }
     }
 }
-
-/// What went wrong below HTTP, without the URL.
-pub(crate) fn transport_cause(error: &ureq::Error) -> String {
-    match error {
-        ureq::Error::Timeout(which) => format!("timeout ({which})"),
-        ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            "connection refused".to_owned()
-        }
-        ureq::Error::Io(e) => format!("I/O error ({:?})", e.kind()),
-        ureq::Error::HostNotFound => "host not found".to_owned(),
-        ureq::Error::ConnectionFailed => "connection failed".to_owned(),
-        ureq::Error::Tls(reason) => format!("TLS: {reason}"),
-        #[cfg(feature = "tls")]
-        ureq::Error::Rustls(e) => format!("TLS: {e}"),
-        ureq::Error::BadUri(_) | ureq::Error::Http(_) => "invalid user-service URL".to_owned(),
-        ureq::Error::BodyExceedsLimit(_) => "answer too large".to_owned(),
-        _ => "HTTP client error".to_owned(),
-    }
-}

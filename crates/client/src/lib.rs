@@ -10,6 +10,7 @@ use std::time::Duration;
 use secrecy::zeroize::Zeroize;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use user_service_outbound::transport_cause;
 
 pub use error::ClientError;
 pub use ready::ReadyRequest;
@@ -81,17 +82,10 @@ impl SigningClient {
         token: SecretString,
         timeout: Duration,
     ) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .build()
-            .new_agent();
         Self {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             token,
-            agent,
+            agent: user_service_outbound::agent(timeout),
         }
     }
 
@@ -136,14 +130,14 @@ impl SigningClient {
             .header("Accept", "application/json")
             .send(payload.as_str());
         let mut response =
-            response.map_err(|e| ClientError::Transport(error::transport_cause(&e)))?;
+            response.map_err(|e| ClientError::Transport(transport_cause(&e, "user-service")))?;
         let status = response.status().as_u16();
         let mut text = response
             .body_mut()
             .with_config()
             .limit(MAX_ANSWER_BYTES)
             .read_to_string()
-            .map_err(|e| ClientError::Transport(error::transport_cause(&e)))?;
+            .map_err(|e| ClientError::Transport(transport_cause(&e, "user-service")))?;
         let result = if status == 200 {
             serde_json::from_str::<SignAnswer>(&text)
                 .map_err(|_| ClientError::InvalidAnswer("200 without headers, query and body"))

@@ -37,11 +37,8 @@ impl std::fmt::Debug for RemoteEntitlements {
 impl RemoteEntitlements {
     /// A client of the entitlements service at `base_url`, with an optional bearer key.
     pub fn new(base_url: &str, api_key: Option<SecretString>, timeout: Duration) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
+        // No redirect: it would carry the bearer key elsewhere.
+        let agent = user_service_outbound::agent(timeout);
         Self {
             inner: Arc::new(Client {
                 base_url: base_url.trim_end_matches('/').to_owned(),

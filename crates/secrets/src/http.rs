@@ -9,16 +9,9 @@ use zeroize::Zeroizing;
 /// Largest response body read; a secret answer is a few hundred bytes.
 const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
-/// An agent that returns every status as a response, follows no redirect (a redirect must not
-/// carry the token elsewhere) and gives up after `timeout` for the whole call.
-pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .new_agent()
-}
+/// The agent of every outgoing call: every status an answer, no redirect (it must not carry
+/// the token elsewhere), one deadline for the whole call.
+pub(crate) use user_service_outbound::agent;
 
 /// Checks a base address (`http://…` or, with the `tls` feature, `https://…`) and returns it
 /// without trailing slashes. The `Err` is the reason.
