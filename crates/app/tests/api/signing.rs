@@ -50,6 +50,13 @@ fn entry<'a>(list: &'a Value, broker: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {broker} in {list}"))
 }
 
+/// `request` with the form parameters `pairs` added, in order.
+fn with_form(request: BrokerRequest, pairs: &[(&str, &str)]) -> BrokerRequest {
+    pairs.iter().fold(request, |request, (name, value)| {
+        request.form(*name, *value)
+    })
+}
+
 /// Has `request` signed with `user`'s `broker` key through the route, sends it to the broker at
 /// `url`, and answers the broker's status and JSON body.
 fn signed_and_sent(
@@ -118,11 +125,11 @@ fn signed_requests_are_accepted_by_the_brokers(backend: Backend) {
     let client = SigningClient::new(&server.base, SecretString::from(token(SERVICE)));
 
     // A Binance market sell with its parameters in the query and in the body.
-    let order = BrokerRequest::post("/api/v3/order")
-        .query("symbol", "ETHUSDT")
-        .query("side", "SELL")
-        .form("type", "MARKET")
-        .form("quantity", "0.5");
+    let order = BrokerRequest::post("/api/v3/order").query("symbol", "ETHUSDT");
+    let order = with_form(
+        order,
+        &[("side", "SELL"), ("type", "MARKET"), ("quantity", "0.5")],
+    );
     let (status, placed) = signed_and_sent(&client, trader_id, "binance", &order, &binance.url());
     assert_eq!(status, 200, "{placed}");
     assert_eq!(
@@ -135,11 +142,15 @@ fn signed_requests_are_accepted_by_the_brokers(backend: Backend) {
     assert_eq!(status, 200);
 
     // A Kraken order (the nonce is added to the body, the signature is a header).
-    let sell = BrokerRequest::post("/0/private/AddOrder")
-        .form("pair", "ETHEUR")
-        .form("type", "sell")
-        .form("ordertype", "market")
-        .form("volume", "0.5");
+    let sell = with_form(
+        BrokerRequest::post("/0/private/AddOrder"),
+        &[
+            ("pair", "ETHEUR"),
+            ("type", "sell"),
+            ("ordertype", "market"),
+            ("volume", "0.5"),
+        ],
+    );
     let (status, added) = signed_and_sent(&client, trader_id, "kraken", &sell, &kraken.url());
     assert_eq!((status, &added["error"]), (200, &json!([])), "{added}");
 
@@ -260,27 +271,37 @@ fn every_refusal_has_its_status_and_code(backend: Backend) {
         assert_eq!((got.0, got.1.as_str()), (status, code));
     };
 
-    // Who may call.
-    expect(
-        code(&trader, trader_id, "binance", account.clone()),
-        403,
-        "service_principal_required",
-    );
-    expect(
-        code(&operator, trader_id, "binance", account.clone()),
-        403,
-        "service_principal_required",
-    );
-    expect(
-        code(&token("billing"), trader_id, "binance", account.clone()),
-        403,
-        "signing_service_not_listed",
-    );
-    expect(
-        code("not-a-token", trader_id, "binance", account.clone()),
-        401,
-        "invalid_token",
-    );
+    // Who may call, then which broker and which request: (caller, broker, request, answer).
+    let withdraw = json!({
+        "method": "POST",
+        "path": "/sapi/v1/capital/withdraw/apply",
+        "body": "coin=BTC&amount=10",
+    });
+    let forged = json!({"method": "GET", "path": "/api/v3/account", "query": "signature=f"});
+    // A table: one refusal per line.
+    #[rustfmt::skip]
+    let cases = [
+        (&trader, "binance", &account, 403, "service_principal_required"),
+        (&operator, "binance", &account, 403, "service_principal_required"),
+        (&token("billing"), "binance", &account, 403, "signing_service_not_listed"),
+        (&"not-a-token".to_owned(), "binance", &account, 401, "invalid_token"),
+        // The second name of the list is allowed too.
+        (&token("risk-engine"), "binance", &account, 200, ""),
+        (&service, "alpaca", &json!({"method": "GET", "path": "/v2/account"}), 409, "signing_unsupported"),
+        (&service, "coinbase", &account, 409, "signing_unsupported"),
+        (&service, "binance", &withdraw, 403, "signing_path_refused"),
+        (&service, "binance", &forged, 422, "validation_error"),
+        (&service, "binance", &json!({"method": "PATCH", "path": "/a"}), 422, "validation_error"),
+        (&service, "binance", &json!({"path": "/api/v3/account"}), 422, "validation_error"),
+    ];
+    for (caller, broker, request, status, error) in cases {
+        let got = code(caller, trader_id, broker, request.clone());
+        assert_eq!(
+            (got.0, got.1.as_str()),
+            (status, error),
+            "{broker} {request}"
+        );
+    }
     let missing = server.call(
         "POST",
         &format!("/users/{trader_id}/broker-credentials/binance/sign"),
@@ -288,69 +309,6 @@ fn every_refusal_has_its_status_and_code(backend: Backend) {
         Some(account.clone()),
     );
     assert_eq!(missing.status, 401);
-    // A listed service is allowed, the second name of the list included.
-    expect(
-        code(&token("risk-engine"), trader_id, "binance", account.clone()),
-        200,
-        "",
-    );
-
-    // Which broker and which request.
-    expect(
-        code(
-            &service,
-            trader_id,
-            "alpaca",
-            json!({"method": "GET", "path": "/v2/account"}),
-        ),
-        409,
-        "signing_unsupported",
-    );
-    expect(
-        code(&service, trader_id, "coinbase", account.clone()),
-        409,
-        "signing_unsupported",
-    );
-    expect(
-        code(
-            &service,
-            trader_id,
-            "binance",
-            json!({"method": "POST", "path": "/sapi/v1/capital/withdraw/apply", "body": "coin=BTC&amount=10"}),
-        ),
-        403,
-        "signing_path_refused",
-    );
-    expect(
-        code(
-            &service,
-            trader_id,
-            "binance",
-            json!({"method": "GET", "path": "/api/v3/account", "query": "signature=forged"}),
-        ),
-        422,
-        "validation_error",
-    );
-    expect(
-        code(
-            &service,
-            trader_id,
-            "binance",
-            json!({"method": "PATCH", "path": "/api/v3/account"}),
-        ),
-        422,
-        "validation_error",
-    );
-    expect(
-        code(
-            &service,
-            trader_id,
-            "binance",
-            json!({"path": "/api/v3/account"}),
-        ),
-        422,
-        "validation_error",
-    );
 
     // Whose key.
     expect(
@@ -416,13 +374,9 @@ fn every_refusal_has_its_status_and_code(backend: Backend) {
         );
     }
     // Kraken's consent is untouched by Binance's new secret.
+    let balance = json!({"method": "POST", "path": "/0/private/Balance"});
     expect(
-        code(
-            &service,
-            trader_id,
-            "kraken",
-            json!({"method": "POST", "path": "/0/private/Balance"}),
-        ),
+        code(&service, trader_id, "kraken", balance.clone()),
         200,
         "",
     );
@@ -440,12 +394,7 @@ fn every_refusal_has_its_status_and_code(backend: Backend) {
     // The trader's capability.
     server.cli(&["revoke", "refused@example.com", "can.route_orders"]);
     expect(
-        code(
-            &service,
-            trader_id,
-            "kraken",
-            json!({"method": "POST", "path": "/0/private/Balance"}),
-        ),
+        code(&service, trader_id, "kraken", balance),
         403,
         "missing_capability",
     );
