@@ -319,15 +319,6 @@ mod tests {
         BrokerId::parse(name).unwrap()
     }
 
-    fn request(
-        method: HttpMethod,
-        path: &str,
-        query: Option<&str>,
-        body: Option<&str>,
-    ) -> UnsignedRequest {
-        UnsignedRequest::parse(method, path, query, body).unwrap()
-    }
-
     /// `request` signed for Binance with the published example's key, at `now`.
     fn binance_at(request: &UnsignedRequest, now: DateTime<Utc>) -> SignedRequest {
         BrokerProtocols::new()
@@ -348,7 +339,10 @@ mod tests {
         query: Option<&str>,
         body: Option<&str>,
     ) -> SignedRequest {
-        binance_at(&request(method, path, query, body), Utc::now())
+        binance_at(
+            &UnsignedRequest::parse(method, path, query, body).unwrap(),
+            Utc::now(),
+        )
     }
 
     /// A `POST` of `body` to `path` signed for Kraken with the published example's secret, now.
@@ -356,7 +350,7 @@ mod tests {
         BrokerProtocols::new()
             .sign(
                 &broker("kraken"),
-                &request(Post, path, None, body),
+                &UnsignedRequest::parse(Post, path, None, body).unwrap(),
                 &PlainSecret::new("kraken-key"),
                 &PlainSecret::new(KRAKEN_SECRET),
                 Utc::now(),
@@ -429,18 +423,22 @@ mod tests {
     fn binance_timestamp_and_recv_window_are_added_when_absent() {
         let now = Utc.timestamp_millis_opt(1_499_827_319_559).unwrap();
         let signed = binance_at(
-            &request(
+            &UnsignedRequest::parse(
                 Post,
                 "/api/v3/order",
                 None,
                 Some("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1"),
-            ),
+            )
+            .unwrap(),
             now,
         );
         // Same parameters, in the documented order, hence the documented signature.
         assert_eq!(signed.body, ltcbtc_signed());
 
-        let account = binance_at(&request(Get, "/api/v3/account", None, None), now);
+        let account = binance_at(
+            &UnsignedRequest::parse(Get, "/api/v3/account", None, None).unwrap(),
+            now,
+        );
         let (unsigned, signature) = account.query.rsplit_once("&signature=").unwrap();
         assert_eq!(unsigned, "recvWindow=5000&timestamp=1499827319559");
         assert_eq!(
@@ -526,17 +524,19 @@ mod tests {
         let key = PlainSecret::new("k");
         let secret = PlainSecret::new(KRAKEN_SECRET);
         let now = Utc::now();
-        let with_query = request(Post, "/0/private/Balance", Some("a=1"), None);
+        let with_query =
+            UnsignedRequest::parse(Post, "/0/private/Balance", Some("a=1"), None).unwrap();
         assert!(matches!(
             signer.sign(&kraken, &with_query, &key, &secret, now),
             Err(SignError::InvalidRequest(_))
         ));
-        let bad_nonce = request(Post, "/0/private/Balance", None, Some("nonce=12a"));
+        let bad_nonce =
+            UnsignedRequest::parse(Post, "/0/private/Balance", None, Some("nonce=12a")).unwrap();
         assert!(matches!(
             signer.sign(&kraken, &bad_nonce, &key, &secret, now),
             Err(SignError::InvalidRequest(_))
         ));
-        let balance = request(Post, "/0/private/Balance", None, None);
+        let balance = UnsignedRequest::parse(Post, "/0/private/Balance", None, None).unwrap();
         for bad in ["not base64!", "", "   "] {
             assert_eq!(
                 signer.sign(&kraken, &balance, &key, &PlainSecret::new(bad), now),
@@ -548,7 +548,7 @@ mod tests {
     #[test]
     fn alpaca_and_unknown_brokers_are_unsupported() {
         let signer = BrokerProtocols::new();
-        let any = request(Get, "/v2/account", None, None);
+        let any = UnsignedRequest::parse(Get, "/v2/account", None, None).unwrap();
         for name in ["alpaca", "ibkr", "coinbase"] {
             assert!(!signer.can_sign(&broker(name)));
             assert_eq!(
@@ -571,7 +571,7 @@ mod tests {
         let sign = |name: &str, method: HttpMethod, path: &str| {
             signer.sign(
                 &broker(name),
-                &request(method, path, None, None),
+                &UnsignedRequest::parse(method, path, None, None).unwrap(),
                 &PlainSecret::new("k"),
                 &PlainSecret::new(KRAKEN_SECRET),
                 Utc::now(),
@@ -619,7 +619,7 @@ mod tests {
     #[test]
     fn an_api_key_no_header_can_carry_is_refused() {
         let signer = BrokerProtocols::new();
-        let account = request(Get, "/api/v3/account", None, None);
+        let account = UnsignedRequest::parse(Get, "/api/v3/account", None, None).unwrap();
         for key in ["", "abc def", "abc\r\nX-Evil: 1", "clé"] {
             assert_eq!(
                 signer.sign(

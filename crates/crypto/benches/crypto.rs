@@ -5,12 +5,12 @@
 
 use std::hint::black_box;
 
-use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use secrecy::ExposeSecret;
 use user_service_crypto::KeyRing;
 use user_service_domain::ports::CredentialCipher;
-use user_service_domain::{BindingCheck, BrokerId, PlainSecret, StoredCredential, UserId};
+use user_service_domain::test_support::stored_row;
+use user_service_domain::{BindingCheck, PlainSecret, UserId};
 
 const SECRET_64: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYwJalrXUtnFEMI/K7MDENG/bP";
 
@@ -48,27 +48,15 @@ fn cipher(c: &mut Criterion) {
         b.iter(|| ring3.decrypt(black_box(&old_token)).unwrap())
     });
 
-    let now = Utc::now();
     let api_key = ring
         .encrypt(&PlainSecret::new("AKIAIOSFODNN7EXAMPLE"))
         .unwrap()
         .token;
-    let mut row = StoredCredential {
-        id: 1,
-        user_id: UserId(42),
-        broker: BrokerId::parse("binance").unwrap(),
-        label: None,
-        api_key_encrypted: Some(api_key),
-        api_secret_encrypted: Some(token.clone()),
-        key_id: Some(ring.primary_key_id()),
-        binding: None,
-        version: 3,
-        last_test_status: None,
-        last_tested_at: None,
-        trading_enabled: false,
-        created_at: now,
-        updated_at: now,
-    };
+    let mut row = stored_row("binance", true, true, 3);
+    row.user_id = UserId(42);
+    row.api_key_encrypted = Some(api_key);
+    row.api_secret_encrypted = Some(token.clone());
+    row.key_id = Some(ring.primary_key_id());
     row.binding = Some(ring.bind(&row.binding_input()));
     assert_eq!(ring.verify_binding(&row), BindingCheck::Bound);
     group.bench_function("bind row", |b| {

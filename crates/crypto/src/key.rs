@@ -201,40 +201,21 @@ mod tests {
 
     #[test]
     fn malformed_keys_name_the_problem() {
+        // Each malformed text is the good key with one thing wrong.
+        #[rustfmt::skip]
         let cases = [
-            ("", KeyProblem::Blank),
-            (" \t\n", KeyProblem::Blank),
-            (
-                "yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc",
-                KeyProblem::MissingPadding,
-            ),
-            (
-                "yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc==",
-                KeyProblem::ExtraPadding,
-            ),
-            (
-                "yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5g==",
-                KeyProblem::WrongLength { bytes: 31 },
-            ),
-            (
-                "yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5ud4",
-                KeyProblem::WrongLength { bytes: 33 },
-            ),
-            (
-                "yMnKy8zNz=_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc=",
-                KeyProblem::MisplacedPadding,
-            ),
-            (
-                " yMnKy8zNzs Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc=",
-                KeyProblem::InvalidCharacter { index: 12 },
-            ),
-            (
-                "\u{a0}yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc=",
-                KeyProblem::InvalidCharacter { index: 1 },
-            ),
+            (String::new(), KeyProblem::Blank),
+            (" \t\n".to_owned(), KeyProblem::Blank),
+            (KEY.trim_end_matches('=').to_owned(), KeyProblem::MissingPadding),
+            (format!("{KEY}="), KeyProblem::ExtraPadding),
+            (KEY.replace("5uc=", "5g=="), KeyProblem::WrongLength { bytes: 31 }),
+            (KEY.replace("5uc=", "5ud4"), KeyProblem::WrongLength { bytes: 33 }),
+            (KEY.replacen("s_", "=_", 1), KeyProblem::MisplacedPadding),
+            (format!(" {}", KEY.replace('_', " ")), KeyProblem::InvalidCharacter { index: 12 }),
+            (format!("\u{a0}{KEY}"), KeyProblem::InvalidCharacter { index: 1 }),
         ];
         for (text, problem) in cases {
-            assert_eq!(RawKey::parse(text).err(), Some(problem), "{text:?}");
+            assert_eq!(RawKey::parse(&text).err(), Some(problem), "{text:?}");
         }
     }
 

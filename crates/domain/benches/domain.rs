@@ -4,11 +4,11 @@
 
 use std::hint::black_box;
 
-use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use secrecy::SecretString;
+use user_service_domain::test_support::stored_row;
 use user_service_domain::{
-    mask, plan_update, BrokerId, CredentialUpdate, KeyId, SecretInput, StoredCredential, UserId,
+    mask, plan_update, BrokerId, CredentialUpdate, SecretInput, StoredCredential,
 };
 
 fn masking(c: &mut Criterion) {
@@ -20,23 +20,10 @@ fn masking(c: &mut Criterion) {
 }
 
 fn update_plan(c: &mut Criterion) {
-    let now = Utc::now();
     let stored: Vec<StoredCredential> = (0..5)
         .map(|i| StoredCredential {
             id: i,
-            user_id: UserId(1),
-            broker: BrokerId::parse(&format!("broker-{i}")).unwrap(),
-            label: None,
-            api_key_encrypted: Some("gAAAAA-key".into()),
-            api_secret_encrypted: Some("gAAAAA-secret".into()),
-            key_id: Some(KeyId::new("0123456789abcdef")),
-            binding: Some("v1.tag".into()),
-            version: 3,
-            last_test_status: None,
-            last_tested_at: None,
-            trading_enabled: false,
-            created_at: now,
-            updated_at: now,
+            ..stored_row(&format!("broker-{i}"), true, true, 3)
         })
         .collect();
     let request: Vec<CredentialUpdate> = (0..10)

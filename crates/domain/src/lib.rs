@@ -20,8 +20,8 @@ pub mod text;
 pub mod update;
 pub mod user;
 
-#[cfg(test)]
-mod test_support;
+#[cfg(any(test, feature = "mock"))]
+pub mod test_support;
 
 pub use audit::{AuditAction, AuditEvent};
 pub use broker::BrokerId;

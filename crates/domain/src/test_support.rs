@@ -1,4 +1,7 @@
-//! Fixtures shared by the domain's unit tests.
+//! Fixtures shared by the domain's unit tests and, with the `mock` feature, by other crates'
+//! tests and benchmarks: update entries and stored rows.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{TimeZone, Utc};
 use secrecy::SecretString;
@@ -19,7 +22,8 @@ pub fn entry(broker: &str, api_key: Option<&str>, api_secret: Option<&str>) -> C
     }
 }
 
-/// A stored row of user 1 with placeholder tokens for the halves that are present.
+/// A stored row of user 1 (id 10, key id `primary`, tag `tag`, no test result, trading off)
+/// with placeholder tokens for the halves that are present; tests change the fields they need.
 pub fn stored_row(broker: &str, has_key: bool, has_secret: bool, version: i64) -> StoredCredential {
     let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
     StoredCredential {

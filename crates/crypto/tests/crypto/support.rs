@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use chrono::{TimeZone, Utc};
 use serde::de::DeserializeOwned;
 use user_service_crypto::KeyRing;
-use user_service_domain::{BrokerId, KeyId, StoredCredential, UserId};
+use user_service_domain::test_support::stored_row;
+use user_service_domain::{KeyId, StoredCredential, UserId};
 
 /// A fixed key (the one of the Fernet spec vectors).
 pub const KEY_A: &str = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
@@ -44,22 +44,14 @@ pub fn row(
     api_key_encrypted: Option<&str>,
     api_secret_encrypted: Option<&str>,
 ) -> StoredCredential {
-    let time = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
     StoredCredential {
         id: user_id.wrapping_mul(100).wrapping_add(version),
         user_id: UserId(user_id),
-        broker: BrokerId::parse(broker).unwrap(),
-        label: None,
         api_key_encrypted: api_key_encrypted.map(str::to_owned),
         api_secret_encrypted: api_secret_encrypted.map(str::to_owned),
         key_id: None,
         binding: None,
-        version,
-        last_test_status: None,
-        last_tested_at: None,
-        trading_enabled: false,
-        created_at: time,
-        updated_at: time,
+        ..stored_row(broker, false, false, version)
     }
 }
 
