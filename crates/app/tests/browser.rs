@@ -43,15 +43,9 @@ const UNDECRYPTABLE_PASSWORD: &str = "Carol-Horse-9-battery";
 const OUTAGE_EMAIL: &str = "dave@example.com";
 const OUTAGE_PASSWORD: &str = "Dave-Horse-9-battery";
 
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// Fails under CI, prints a loud line and returns `None` otherwise.
 fn missing(what: &str) -> Option<()> {
-    assert!(!under_ci(), "the browser test needs {what} under CI=true");
-    eprintln!("\n!!! SKIPPED: the /account browser test needs {what}\n");
-    None
+    user_service_test_support::ci::missing(what, &"the /account browser test needs it")
 }
 
 struct Tools {

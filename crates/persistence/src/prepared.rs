@@ -62,7 +62,6 @@ mod tests {
     //! Each backend is asked what it kept: PostgreSQL's `pg_prepared_statements` of the session,
     //! and SQLite's statement cache through diesel's instrumentation.
 
-    use std::io::Write as _;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -71,6 +70,8 @@ mod tests {
     use diesel::sql_types::BigInt;
     use diesel_async::pg::AsyncPgConnection;
     use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+    use user_service_test_support::ci::missing;
+    use user_service_test_support::db::postgres_admin_url;
 
     use super::KeepPrepared;
     use crate::connection::{on_backend, DbConnection, SqliteConn};
@@ -114,22 +115,10 @@ mod tests {
     /// A connection to the test server; when it is unreachable, fails under `CI=true` and
     /// otherwise says loudly that the test is skipped.
     async fn postgres() -> Option<AsyncPgConnection> {
-        let url = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let url = postgres_admin_url();
         match AsyncPgConnection::establish(&url).await {
             Ok(conn) => Some(conn),
-            Err(error) => {
-                let shown = crate::url::redact(&url);
-                assert!(
-                    !std::env::var("CI").is_ok_and(|v| v == "true"),
-                    "PostgreSQL unreachable at {shown} and CI=true: {error}"
-                );
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n*** SKIPPED (PostgreSQL unreachable at {shown}): set TEST_DATABASE_URL; under CI=true this fails ***\n"
-                );
-                None
-            }
+            Err(error) => missing("PostgreSQL (TEST_DATABASE_URL)", &error),
         }
     }
 

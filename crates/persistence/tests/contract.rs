@@ -26,9 +26,9 @@ mod contract {
         onboarding_progress, user_broker_credentials, user_capabilities, user_preferences, users,
     };
 
-    use crate::support::{
-        ann_with_binance, at, broker, create_user, write, ApplyExt, TestCipher, TestDb,
-    };
+    use user_service_test_support::cipher::TestCipher;
+
+    use crate::support::{ann_with_binance, at, broker, create_user, write, ApplyExt, TestDb};
 
     fn count_rows_of(t: &TestDb, user: UserId) -> [i64; 4] {
         t.with_connection(|c| {

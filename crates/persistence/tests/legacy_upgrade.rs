@@ -54,9 +54,10 @@ fn count(conn: &mut PgConnection, table: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_database_is_upgraded_in_place() {
-    let Some((url, _name, _guard)) = postgres_empty() else {
+    let Some(scratch) = postgres_empty() else {
         return;
     };
+    let url = scratch.url.clone();
     let mut conn = PgConnection::establish(&url).unwrap();
     conn.batch_execute(SCHEMA).unwrap();
     conn.batch_execute(DATA).unwrap();

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{admin_execute, Backend, TestDatabase, TestServer};
+use user_service_test_support::db::admin_execute;
+
+use crate::support::{Backend, TestDatabase, TestServer};
 
 const PATH: &str = "/users/me/broker-credentials";
 

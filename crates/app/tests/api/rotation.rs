@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use user_service_test_support::ci::missing;
 
 use crate::support::{Backend, TestDatabase, TestServer, OTHER_KEY, TEST_KEY};
 
@@ -403,11 +404,7 @@ print(json.dumps(out))
     {
         Ok(child) => child,
         Err(error) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "python3 is required under CI: {error}"
-            );
-            eprintln!("\n!!! SKIPPED python check (python3 missing): {error}\n");
+            missing::<()>("python3", &error);
             return;
         }
     };
@@ -420,11 +417,8 @@ print(json.dumps(out))
         .unwrap();
     let output = python.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success()
-        && stderr.contains("No module named 'cryptography'")
-        && std::env::var("CI").as_deref() != Ok("true")
-    {
-        eprintln!("\n!!! SKIPPED python check (cryptography missing)\n");
+    if !output.status.success() && stderr.contains("No module named 'cryptography'") {
+        missing::<()>("Python's cryptography", &"pip install cryptography");
         return;
     }
     assert!(output.status.success(), "{stderr}");

@@ -7,8 +7,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::Value;
+pub use user_service_test_support::db::Backend;
+use user_service_test_support::db::ScratchDatabase;
 
 /// A valid Fernet key used by the tests (never a production key).
 pub const TEST_KEY: &str = "t4excE-aoy-3pkbPitYkA1IpxEKdxR-wo9OPw9x_iRA=";
@@ -17,114 +18,34 @@ pub const OTHER_KEY: &str = "0cH2q7LsiVj6xNOclUfRIMo9DtTjwuMCmMN98rt0XHE=";
 /// The JWT secret the spawned servers use.
 pub const JWT_SECRET: &str = "test-jwt-secret-that-is-long-enough-0123456789";
 
-/// Which database the server runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+/// A database for one test ([`ScratchDatabase`]: a SQLite file in a temporary directory, or a
+/// PostgreSQL database dropped afterwards), with the queries the HTTP tests make on it.
+#[derive(Debug)]
+pub struct TestDatabase(ScratchDatabase);
 
-/// A database for one test: a SQLite file in a temporary directory, or a PostgreSQL database
-/// created for the test and dropped afterwards.
-pub struct TestDatabase {
-    pub url: String,
-    pub backend: Backend,
-    pg_name: Option<String>,
-    _dir: tempfile::TempDir,
-}
+impl std::ops::Deref for TestDatabase {
+    type Target = ScratchDatabase;
 
-fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    fn deref(&self) -> &ScratchDatabase {
+        &self.0
+    }
 }
 
 impl TestDatabase {
     /// A fresh database, or `None` (with a loud message) when PostgreSQL is unreachable outside
     /// CI. Under `CI=true` an unreachable PostgreSQL fails the test.
     pub fn create(backend: Backend) -> Option<Self> {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        match backend {
-            Backend::Sqlite => Some(Self {
-                url: format!("sqlite://{}", dir.path().join("test.db").display()),
-                backend,
-                pg_name: None,
-                _dir: dir,
-            }),
-            Backend::Postgres => {
-                let admin = admin_url();
-                let mut conn = match PgConnection::establish(&admin) {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        if std::env::var("CI").is_ok_and(|v| v == "true") {
-                            panic!("PostgreSQL is required under CI=true but unreachable: {error}");
-                        }
-                        eprintln!("\n!!! SKIPPED (PostgreSQL unreachable at {admin}): {error}\n");
-                        return None;
-                    }
-                };
-                let name = format!("us_api_{}", uuid::Uuid::new_v4().simple());
-                diesel::sql_query(format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .expect("create test database");
-                let base = admin
-                    .rsplit_once('/')
-                    .map_or(admin.as_str(), |(base, _)| base);
-                Some(Self {
-                    url: format!("{base}/{name}"),
-                    backend,
-                    pg_name: Some(name),
-                    _dir: dir,
-                })
-            }
-        }
+        ScratchDatabase::create(backend).map(Self)
     }
 
     /// Another handle on the same database (the original keeps ownership and drops it).
     pub fn alias(&self) -> Self {
-        Self {
-            url: self.url.clone(),
-            backend: self.backend,
-            pg_name: None,
-            _dir: tempfile::tempdir().expect("temporary directory"),
-        }
-    }
-
-    /// Runs `query` on this database and loads its rows.
-    fn load<R>(&self, query: &str) -> Vec<R>
-    where
-        R: diesel::QueryableByName<diesel::sqlite::Sqlite>
-            + diesel::QueryableByName<diesel::pg::Pg>
-            + 'static,
-    {
-        match self.backend {
-            Backend::Sqlite => {
-                let path = self.url.trim_start_matches("sqlite://");
-                let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
-                diesel::sql_query(query).load(&mut conn).expect("query")
-            }
-            Backend::Postgres => {
-                let mut conn = PgConnection::establish(&self.url).expect("open postgres");
-                diesel::sql_query(query).load(&mut conn).expect("query")
-            }
-        }
+        Self(self.0.alias())
     }
 
     /// Counts rows matching a SQL condition on `user_broker_credentials`.
     pub fn count_credentials(&self, condition: &str) -> i64 {
         self.count_rows("user_broker_credentials", condition)
-    }
-
-    /// Counts rows of `table` matching a SQL condition.
-    pub fn count_rows(&self, table: &str, condition: &str) -> i64 {
-        use diesel::sql_types::BigInt;
-        #[derive(diesel::QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let query = format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {table} WHERE {condition}");
-        let rows: Vec<Count> = self.load(&query);
-        rows[0].n
     }
 
     /// Runs a query and returns the rows as JSON objects (column → text value).
@@ -173,29 +94,6 @@ impl TestDatabase {
             .collect()
     }
 
-    /// Executes a statement directly on the database (to tamper with rows).
-    pub fn execute(&self, sql: &str) {
-        if let Err(error) = self.try_execute(sql) {
-            panic!("{sql}: {error}");
-        }
-    }
-
-    /// Executes a statement directly on the database; the database's refusal as text.
-    pub fn try_execute(&self, sql: &str) -> Result<usize, String> {
-        let done = match self.backend {
-            Backend::Sqlite => {
-                let path = self.url.trim_start_matches("sqlite://");
-                let mut conn = diesel::SqliteConnection::establish(path).expect("open sqlite");
-                diesel::sql_query(sql).execute(&mut conn)
-            }
-            Backend::Postgres => {
-                let mut conn = PgConnection::establish(&self.url).expect("open postgres");
-                diesel::sql_query(sql).execute(&mut conn)
-            }
-        };
-        done.map_err(|e| e.to_string())
-    }
-
     /// The stored columns of one credential row: `(api_key_encrypted, api_secret_encrypted,
     /// key_id, binding, version)`, all as text.
     pub fn credential_row(&self, user: i64, broker: &str) -> [Option<String>; 5] {
@@ -223,32 +121,6 @@ impl TestDatabase {
             .pop()
             .unwrap_or_else(|| panic!("no row {user}/{broker}"));
         [r.k, r.s, r.key_id, r.binding, r.version]
-    }
-}
-
-/// Runs a statement on the PostgreSQL server as the administrator (outside the test's database).
-pub fn admin_execute(sql: &str) {
-    let mut conn = PgConnection::establish(&admin_url()).expect("admin connection");
-    diesel::sql_query(sql)
-        .execute(&mut conn)
-        .expect("admin statement");
-}
-
-impl TestDatabase {
-    /// The name of the PostgreSQL database of this test (`None` on SQLite).
-    pub fn pg_name(&self) -> Option<&str> {
-        self.pg_name.as_deref()
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Some(name) = &self.pg_name {
-            if let Ok(mut conn) = PgConnection::establish(&admin_url()) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn);
-            }
-        }
     }
 }
 
