@@ -226,6 +226,15 @@ impl Services {
 /// port is bound) when the key is required and misconfigured.
 pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     let secrets = config::load(&settings);
+    build_state_with(settings, secrets).await
+}
+
+/// [`build_state`] with the secrets already read (from a fixed set of variables, say, for an
+/// application served inside a test process).
+pub async fn build_state_with(
+    settings: Settings,
+    secrets: config::Secrets,
+) -> Result<AppState, StartupError> {
     if let KeyStatus::Misconfigured(_) = &secrets.keys {
         if settings.key_required() {
             // The reason is the misconfiguration line just logged.
@@ -326,6 +335,11 @@ impl Application {
             #[cfg(unix)]
             hangups,
         })
+    }
+
+    /// A handle that stops the server (for a caller serving it in process, such as tests).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 
     /// Serves until SIGTERM / SIGINT (graceful: requests in flight finish). `SIGHUP` reloads

@@ -11,7 +11,7 @@ use user_service_crypto::KeyRing;
 use user_service_domain::ports::SecretSource;
 
 use user_service_crypto::TokenCodec;
-use user_service_secrets::{source_for, ENCRYPTION_KEY, JWT_SECRET};
+use user_service_secrets::{source_for, source_from, Variables, ENCRYPTION_KEY, JWT_SECRET};
 
 use crate::config::settings::{AppEnv, Settings};
 
@@ -281,7 +281,23 @@ impl std::fmt::Debug for Secrets {
 /// Reads the key ring and the JWT secret from the configured secret source. A misconfigured key
 /// is logged with the line operators watch for.
 pub fn load(settings: &Settings) -> Secrets {
-    match source_for(&settings.secret_manager_provider) {
+    load_with(settings, source_for(&settings.secret_manager_provider))
+}
+
+/// [`load`], the secret source configured from `variables` instead of the process environment
+/// (an application served inside a test process).
+pub fn load_from(settings: &Settings, variables: &Variables) -> Secrets {
+    load_with(
+        settings,
+        source_from(&settings.secret_manager_provider, variables),
+    )
+}
+
+fn load_with(
+    settings: &Settings,
+    source: Result<Box<dyn SecretSource>, user_service_domain::ports::SecretSourceError>,
+) -> Secrets {
+    match source {
         Ok(source) => Secrets {
             keys: load_key_ring(settings, source.as_ref()),
             jwt_secret: load_jwt_secret(settings, source.as_ref()),

@@ -6,7 +6,8 @@ mod proxies;
 mod settings;
 
 pub use keys::{
-    load, load_jwt_secret, load_key_ring, reload, KeyHolder, KeyStatus, Secrets, MISCONFIGURED,
+    load, load_from, load_jwt_secret, load_key_ring, reload, KeyHolder, KeyStatus, Secrets,
+    MISCONFIGURED,
 };
 pub use proxies::TrustedProxies;
 pub use settings::{

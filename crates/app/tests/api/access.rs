@@ -77,7 +77,7 @@ fn codec() -> TokenCodec {
 
 on_both_backends! {
     fn route_capability_matrix(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (user, user_token) = server.user("user@example.com", false);
         let (other, _) = server.user("other@example.com", false);
         let (_, operator_token) = server.user("op@example.com", true);
@@ -119,7 +119,7 @@ on_both_backends! {
     }
 
     fn neither_user_reaches_the_others_credentials(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (a, token_a) = server.user("alice@example.com", false);
         let (b, token_b) = server.user("bob@example.com", false);
         let put_b = server.call("PUT", "/users/me/broker-credentials", Some(&token_b), Some(json!({"credentials": [{"broker": "binance", "api_key": "bob-key-7777", "api_secret": "bob-secret"}]})));
@@ -145,7 +145,7 @@ on_both_backends! {
     }
 
     fn operators_manage_other_accounts(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (user, token) = server.user("trader@example.com", false);
         let (_, op) = server.user("operator@example.com", true);
         let path = format!("/users/{user}/broker-credentials");
@@ -158,7 +158,7 @@ on_both_backends! {
     }
 
     fn method_not_allowed_lists_allowed_methods(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (_, token) = server.user("m@example.com", false);
         let answer = server.call("PATCH", "/users/me/broker-credentials", Some(&token), None);
         assert_eq!(answer.status, 405);

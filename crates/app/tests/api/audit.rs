@@ -10,7 +10,7 @@ const PATH: &str = "/users/me/broker-credentials";
 
 on_both_backends! {
     fn audit_trail_records_writes_deletes_and_operator_reads(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (user, token) = server.user("audited@example.com", false);
         let (_, op) = server.user("auditor@example.com", true);
         let (_, other) = server.user("nosy@example.com", false);

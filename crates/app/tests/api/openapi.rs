@@ -4,7 +4,7 @@ use crate::support::{Backend, TestServer};
 
 #[test]
 fn served_document_matches_the_committed_snapshot() {
-    let Some(server) = TestServer::start(Backend::Sqlite, &[]) else {
+    let Some(server) = TestServer::spawn_app(Backend::Sqlite, &[]) else {
         return;
     };
     let served = server.call("GET", "/openapi.json", None, None);

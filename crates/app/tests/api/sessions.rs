@@ -51,7 +51,7 @@ fn assert_invalid_token(answer: &Answer) {
 
 on_both_backends! {
     fn refresh_rotates_and_reusing_a_spent_token_revokes_its_family(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (_, first) = pair(&register(&server, "rotate@example.com"));
         let (_, elsewhere) = pair(&login(&server, "rotate@example.com", PASSWORD));
 
@@ -72,7 +72,7 @@ on_both_backends! {
     }
 
     fn two_refreshes_with_one_token_cannot_both_succeed(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (_, token) = pair(&register(&server, "race@example.com"));
         let barrier = std::sync::Barrier::new(4);
         let statuses: Vec<u16> = std::thread::scope(|scope| {
@@ -91,7 +91,7 @@ on_both_backends! {
     }
 
     fn logout_ends_the_session_and_is_idempotent(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (access, token) = pair(&register(&server, "bye@example.com"));
         let (_, other) = pair(&login(&server, "bye@example.com", PASSWORD));
 
@@ -110,7 +110,7 @@ on_both_backends! {
     }
 
     fn changing_the_password_ends_every_other_session(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (access, mine) = pair(&register(&server, "change@example.com"));
         let (_, other) = pair(&login(&server, "change@example.com", PASSWORD));
         let change = |current: &str, new: &str| {
@@ -155,7 +155,7 @@ on_both_backends! {
     }
 
     fn set_password_from_the_command_line_ends_every_session(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (_, token) = pair(&register(&server, "operator-reset@example.com"));
         let run = server.cli_with(&["users", "set-password", "operator-reset@example.com", "--password", NEW_PASSWORD], &[]);
         assert!(run.status.success(), "{run:?}");
@@ -176,7 +176,7 @@ on_both_backends! {
     }
 
     fn set_password_reads_the_password_from_standard_input(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (access, token) = pair(&register(&server, "piped@example.com"));
         let id = server.call("GET", "/auth/me", Some(&access), None).body["id"].to_string();
         let piped = server.cli_with_input(
@@ -191,7 +191,7 @@ on_both_backends! {
     }
 
     fn the_refresh_cookie_works_only_with_the_marker_header(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let signed_in = register(&server, "cookie@example.com");
         let set = signed_in.header("set-cookie").unwrap().to_owned();
         let (_, token) = pair(&signed_in);

@@ -251,7 +251,7 @@ fn refusal(
 }
 
 fn every_refusal_has_its_status_and_code(backend: Backend) {
-    let Some(server) = TestServer::start(
+    let Some(server) = TestServer::spawn_app(
         backend,
         &[
             ("SIGNING_SERVICES", Some("order-router, risk-engine")),
@@ -415,7 +415,7 @@ fn every_refusal_has_its_status_and_code(backend: Backend) {
 
 #[test]
 fn without_signing_services_the_route_is_off() {
-    let Some(server) = TestServer::start(Backend::Sqlite, &[FRESH_ENTITLEMENTS]) else {
+    let Some(server) = TestServer::spawn_app(Backend::Sqlite, &[FRESH_ENTITLEMENTS]) else {
         return;
     };
     let (trader_id, _) = consenting_trader(&server, "off@example.com");
@@ -431,7 +431,7 @@ fn without_signing_services_the_route_is_off() {
 
 #[test]
 fn signatures_are_rate_limited_per_trader_and_per_service() {
-    let Some(server) = TestServer::start(
+    let Some(server) = TestServer::spawn_app(
         Backend::Sqlite,
         &[
             ("SIGNING_SERVICES", Some(SERVICE)),

@@ -1,4 +1,5 @@
-//! Spawns the real `user-service` binary against a fresh database and talks to it over HTTP.
+//! Starts the service against a fresh database, as a process of the real binary or inside the
+//! test process, and talks to it over HTTP.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -148,14 +149,50 @@ fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_user-service"))
 }
 
-/// A running server process and everything it printed.
+/// A running server: a process of the real binary ([`TestServer::start`]: signals, start-up
+/// failures, log lines), or the same application served inside the test process
+/// ([`TestServer::spawn_app`]: cheaper, for tests of HTTP behaviour). Both talk HTTP and run the
+/// CLI the same way.
 pub struct TestServer {
     pub base: String,
     pub db: TestDatabase,
     env: Vec<(String, String)>,
-    child: Child,
-    output: Arc<Mutex<Vec<String>>>,
+    process: Process,
     agent: ureq::Agent,
+}
+
+/// Where the server runs.
+enum Process {
+    /// A child process and everything it printed.
+    Child {
+        child: Child,
+        output: Arc<Mutex<Vec<String>>>,
+    },
+    /// An actix system on a thread of the test process.
+    InProcess {
+        handle: actix_web::dev::ServerHandle,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+}
+
+/// The base environment plus `overrides` (a value of `None` removes the variable).
+fn environment(db: &TestDatabase, overrides: &[(&str, Option<&str>)]) -> Vec<(String, String)> {
+    let mut env = base_env(db);
+    for (name, value) in overrides {
+        env.retain(|(n, _)| n != name);
+        if let Some(value) = value {
+            env.push(((*name).to_owned(), (*value).to_owned()));
+        }
+    }
+    env
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
 }
 
 /// An answer: status, headers of interest, JSON body (or `Value::Null`).
@@ -188,15 +225,59 @@ impl TestServer {
         Some(Self::start_on(db, overrides).expect("server starts"))
     }
 
-    /// Starts a server on an existing database; `Err` with the output when it exits instead.
-    pub fn start_on(db: TestDatabase, overrides: &[(&str, Option<&str>)]) -> Result<Self, String> {
-        let mut env = base_env(&db);
-        for (name, value) in overrides {
-            env.retain(|(n, _)| n != name);
-            if let Some(value) = value {
-                env.push(((*name).to_owned(), (*value).to_owned()));
+    /// Serves the application inside the test process (`startup::build_state` and
+    /// `Application::build`, as `main` does) on `backend`, with the base environment plus
+    /// `overrides`. No log is captured and no signal reaches it: tests of those use [`Self::start`].
+    pub fn spawn_app(backend: Backend, overrides: &[(&str, Option<&str>)]) -> Option<Self> {
+        let db = TestDatabase::create(backend)?;
+        let env = environment(&db, overrides);
+        let settings = user_service::config::Settings::load_from(env.clone().into_iter())
+            .expect("valid settings");
+        // The secrets come from the test's variables, not from the process environment that
+        // every test of the binary shares.
+        let secrets = user_service::config::load_from(
+            &settings,
+            &user_service_secrets::Variables::from_pairs(env.clone()),
+        );
+        let (started, port) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let state = user_service::startup::build_state_with(settings, secrets)
+                    .await
+                    .expect("the application starts");
+                let app = user_service::startup::Application::build(state).expect("bind");
+                started
+                    .send((app.port, app.handle()))
+                    .expect("the test waits");
+                app.run().await.expect("serve");
+            });
+        });
+        let (port, handle) = port.recv().expect("the application started");
+        Some(Self {
+            base: format!("http://127.0.0.1:{port}"),
+            db,
+            env,
+            process: Process::InProcess {
+                handle,
+                thread: Some(thread),
+            },
+            agent: agent(),
+        })
+    }
+
+    /// The child process and its output; panics for an in-process server.
+    fn child(&self) -> (&Child, &Arc<Mutex<Vec<String>>>) {
+        match &self.process {
+            Process::Child { child, output } => (child, output),
+            Process::InProcess { .. } => {
+                panic!("this test needs a server process: start it with TestServer::start")
             }
         }
+    }
+
+    /// Starts a server on an existing database; `Err` with the output when it exits instead.
+    pub fn start_on(db: TestDatabase, overrides: &[(&str, Option<&str>)]) -> Result<Self, String> {
+        let env = environment(&db, overrides);
         let mut child = Command::new(binary())
             .arg("serve")
             .env_clear()
@@ -229,11 +310,7 @@ impl TestServer {
             });
         }
         drop(port_tx);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        let agent = agent();
         // The server prints its port once bound; both streams closing means it exited.
         let mut closed = 0;
         loop {
@@ -243,8 +320,7 @@ impl TestServer {
                         base: format!("http://127.0.0.1:{port}"),
                         db,
                         env,
-                        child,
-                        output,
+                        process: Process::Child { child, output },
                         agent,
                     })
                 }
@@ -269,7 +345,7 @@ impl TestServer {
     /// Sends `SIGHUP` to the server process (key reload).
     pub fn hang_up(&self) {
         let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args(["-HUP", &self.child().0.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -HUP failed");
@@ -277,7 +353,8 @@ impl TestServer {
 
     /// How many lines printed so far contain `needle`.
     pub fn count_lines(&self, needle: &str) -> usize {
-        self.output
+        self.child()
+            .1
             .lock()
             .unwrap()
             .iter()
@@ -300,7 +377,7 @@ impl TestServer {
 
     /// Everything the process printed so far.
     pub fn output(&self) -> String {
-        self.output.lock().unwrap().join("\n")
+        self.child().1.lock().unwrap().join("\n")
     }
 
     /// Everything the process printed, once a line containing `needle` has arrived (the reader
@@ -516,8 +593,20 @@ impl TestServer {
 
     /// Stops the server (SIGKILL is fine: every test's writes are acknowledged first).
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.process {
+            Process::Child { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Process::InProcess { handle, thread } => {
+                // Not graceful: nothing is in flight once the test is done.
+                let stopped = handle.stop(false);
+                actix_web::rt::System::new().block_on(stopped);
+                if let Some(thread) = thread.take() {
+                    let _ = thread.join();
+                }
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::support::{TestServer, JWT_SECRET};
 
 on_both_backends! {
     fn profile_lifecycle(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         // A platform token for an id that has no profile yet registers itself.
         let token = TokenCodec::new(&SecretString::from(JWT_SECRET), None, None).issue_access(&Principal::User(UserId(4242)));
         let token = token.expose_secret();
@@ -43,7 +43,7 @@ on_both_backends! {
     }
 
     fn operators_list_and_manage_users(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (_, op) = server.user("boss@example.com", true);
         let (other, other_token) = server.user("staff@example.com", false);
         for i in 0..3 {
@@ -70,7 +70,7 @@ on_both_backends! {
 
 on_both_backends! {
     fn users_token_prints_a_token_for_an_existing_user(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
+        let Some(server) = TestServer::spawn_app(backend, &[]) else { return };
         let (id, _) = server.user("again@example.com", false);
         for name in ["again@example.com", "AGAIN@example.com", &id.to_string()] {
             let out = server.cli(&["users", "token", name]);
