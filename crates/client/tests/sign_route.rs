@@ -4,141 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::net::TcpListener;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use user_service_client::{BrokerRequest, ClientError, Method, SigningClient};
+use user_service_test_support::stub::{closed_port_url, Request, Stub};
 
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvcmRlci1yb3V0ZXIifQ.service-token-signature";
 
-/// A request as the fake server read it.
-#[derive(Debug, Clone)]
-struct Captured {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Captured {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap()
-    }
-}
-
-type Handler = dyn Fn(&Captured) -> (u16, String) + Send + Sync;
-
-/// A loopback HTTP server answering with `handler` and keeping what it received.
-struct Fake {
-    addr: SocketAddr,
-    captured: Arc<Mutex<Vec<Captured>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Fake {
-    fn start(handler: impl Fn(&Captured) -> (u16, String) + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let captured = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let thread = {
-            let captured = Arc::clone(&captured);
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let stream = stream.unwrap();
-                    if let Some(request) = read(&stream) {
-                        let (status, body) = handler(&request);
-                        captured.lock().unwrap().push(request);
-                        let mut stream = stream;
-                        write!(
-                            stream,
-                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
-                             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        )
-                        .unwrap();
-                    }
-                }
-            })
-        };
-        Self {
-            addr,
-            captured,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn captured(&self) -> Vec<Captured> {
-        self.captured.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn read(stream: &TcpStream) -> Option<Captured> {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split(' ');
-    let method = parts.next()?.to_owned();
-    let target = parts.next()?.to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':')?;
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Captured {
-        method,
-        target,
-        headers,
-        body: String::from_utf8(body).unwrap(),
-    })
+/// The JSON body of a request the stub received.
+fn json_of(request: &Request) -> Value {
+    serde_json::from_str(&request.body).unwrap()
 }
 
 /// The error of having user 3's Binance account request signed through `client`.
@@ -158,7 +36,7 @@ fn answer(status: u16, body: Value) -> (u16, String) {
 
 #[test]
 fn sign_sends_the_documented_request_and_reads_the_answer() {
-    let service = Fake::start(|_| {
+    let service = Stub::start(|_| {
         answer(
             200,
             json!({
@@ -180,7 +58,7 @@ fn sign_sends_the_documented_request_and_reads_the_answer() {
         .sign(42, "binance", &order)
         .unwrap();
 
-    let sent = &service.captured()[0];
+    let sent = &service.requests()[0];
     assert_eq!(sent.method, "POST");
     assert_eq!(sent.target, "/users/42/broker-credentials/binance/sign");
     assert_eq!(
@@ -189,7 +67,7 @@ fn sign_sends_the_documented_request_and_reads_the_answer() {
     );
     assert_eq!(sent.header("Content-Type"), Some("application/json"));
     assert_eq!(
-        sent.json(),
+        json_of(sent),
         json!({
             "method": "POST",
             "path": "/api/v3/order",
@@ -225,7 +103,7 @@ fn sign_sends_the_documented_request_and_reads_the_answer() {
 
 #[test]
 fn absent_query_and_body_are_left_out_of_the_request() {
-    let service = Fake::start(|_| {
+    let service = Stub::start(|_| {
         answer(
             200,
             json!({ "headers": {}, "query": "timestamp=1&signature=ab" }),
@@ -235,7 +113,7 @@ fn absent_query_and_body_are_left_out_of_the_request() {
         .sign(7, "binance", &BrokerRequest::get("/api/v3/account"))
         .unwrap();
     assert_eq!(
-        service.captured()[0].json(),
+        json_of(&service.requests()[0]),
         json!({ "method": "GET", "path": "/api/v3/account" })
     );
     // A missing body in the answer is an empty body.
@@ -248,7 +126,7 @@ fn absent_query_and_body_are_left_out_of_the_request() {
 
 #[test]
 fn the_broker_receives_exactly_what_was_answered() {
-    let service = Fake::start(|_| {
+    let service = Stub::start(|_| {
         answer(
             200,
             json!({
@@ -262,7 +140,7 @@ fn the_broker_receives_exactly_what_was_answered() {
             }),
         )
     });
-    let broker = Fake::start(|_| answer(200, json!({ "error": [], "result": {} })));
+    let broker = Stub::start(|_| answer(200, json!({ "error": [], "result": {} })));
     let ready = client(&service.url())
         .sign(
             1,
@@ -278,7 +156,7 @@ fn the_broker_receives_exactly_what_was_answered() {
         .new_agent();
     let response = ready.send(&agent, &broker.url()).unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    let received = &broker.captured()[0];
+    let received = &broker.requests()[0];
     assert_eq!(received.method, "POST");
     assert_eq!(received.target, "/0/private/AddOrder");
     assert_eq!(received.header("API-Key"), Some("kraken-key"));
@@ -297,14 +175,14 @@ fn the_broker_receives_exactly_what_was_answered() {
 #[test]
 fn a_post_without_body_is_sent_with_content_length_zero() {
     let service =
-        Fake::start(|_| answer(200, json!({ "headers": {}, "query": "a=1&signature=ab" })));
-    let broker = Fake::start(|_| answer(200, json!({})));
+        Stub::start(|_| answer(200, json!({ "headers": {}, "query": "a=1&signature=ab" })));
+    let broker = Stub::start(|_| answer(200, json!({})));
     let ready = client(&service.url())
         .sign(1, "binance", &BrokerRequest::post("/api/v3/order/test"))
         .unwrap();
     let agent = ureq::Agent::new_with_defaults();
     ready.send(&agent, &broker.url()).unwrap();
-    let received = &broker.captured()[0];
+    let received = &broker.requests()[0];
     assert_eq!(received.target, "/api/v3/order/test?a=1&signature=ab");
     assert_eq!(received.header("Content-Length"), Some("0"));
     assert!(received.header("Transfer-Encoding").is_none());
@@ -324,7 +202,7 @@ fn refusals_carry_status_code_detail_and_request_id() {
         (503, "database_unavailable"),
     ];
     for (status, code) in cases {
-        let service = Fake::start(move |_| {
+        let service = Stub::start(move |_| {
             answer(
                 status,
                 json!({ "detail": format!("refused: {code}"), "code": code, "request_id": "req-1" }),
@@ -352,7 +230,7 @@ fn refusals_carry_status_code_detail_and_request_id() {
 
 #[test]
 fn an_error_that_is_not_json_still_gives_the_status() {
-    let service = Fake::start(|_| (502, "<html>Bad gateway</html>".to_owned()));
+    let service = Stub::start(|_| (502, "<html>Bad gateway</html>".to_owned()));
     let error = account_error(&client(&service.url()));
     assert_eq!(
         error,
@@ -367,18 +245,14 @@ fn an_error_that_is_not_json_still_gives_the_status() {
 
 #[test]
 fn a_200_that_is_not_a_signed_request_is_an_error() {
-    let service = Fake::start(|_| answer(200, json!({ "status": "ok" })));
+    let service = Stub::start(|_| answer(200, json!({ "status": "ok" })));
     let error = account_error(&client(&service.url()));
     assert!(matches!(error, ClientError::InvalidAnswer(_)), "{error:?}");
 }
 
 #[test]
 fn an_unreachable_service_is_a_transport_error() {
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let error = account_error(&client(&format!("http://{closed}")));
+    let error = account_error(&client(&closed_port_url()));
     assert_eq!(
         error,
         ClientError::Transport("connection refused".to_owned())
@@ -400,17 +274,17 @@ fn an_unreachable_service_is_a_transport_error() {
 #[test]
 fn the_broker_name_is_one_encoded_path_segment() {
     let service =
-        Fake::start(|_| answer(404, json!({ "detail": "x", "code": "missing_credentials" })));
+        Stub::start(|_| answer(404, json!({ "detail": "x", "code": "missing_credentials" })));
     let _ = client(&service.url()).sign(3, "../admin", &BrokerRequest::get("/api/v3/account"));
     assert_eq!(
-        service.captured()[0].target,
+        service.requests()[0].target,
         "/users/3/broker-credentials/..%2Fadmin/sign"
     );
 }
 
 #[test]
 fn a_request_the_service_would_refuse_is_not_sent() {
-    let service = Fake::start(|_| answer(200, json!({ "headers": {} })));
+    let service = Stub::start(|_| answer(200, json!({ "headers": {} })));
     for request in [
         BrokerRequest::get("api/v3/account"),
         BrokerRequest::get("/api/v3/account?x=1"),
@@ -425,7 +299,7 @@ fn a_request_the_service_would_refuse_is_not_sent() {
         client(&service.url()).sign(3, "", &BrokerRequest::get("/api/v3/account")),
         Err(ClientError::InvalidRequest(_))
     ));
-    assert!(service.captured().is_empty());
+    assert!(service.requests().is_empty());
 }
 
 /// The signing route as user-service builds it, reduced to what the wire format needs: the real
@@ -444,7 +318,7 @@ mod end_to_end {
     const KRAKEN_KEY: &str = "e2e-kraken-key";
     const KRAKEN_SECRET: &str = "ZTJlIGtyYWtlbiBzZWNyZXQgb2YgYSB0cmFkZXI=";
 
-    fn signing_route(request: &Captured) -> (u16, String) {
+    fn signing_route(request: &Request) -> (u16, String) {
         let parts: Vec<&str> = request.target.split('/').collect();
         let broker = BrokerId::parse(parts[4]).unwrap();
         let (key, secret) = match broker.as_str() {
@@ -452,7 +326,7 @@ mod end_to_end {
             "kraken" => (KRAKEN_KEY, KRAKEN_SECRET),
             _ => ("alpaca-key", "alpaca-secret"),
         };
-        let body = request.json();
+        let body = json_of(request);
         let unsigned = HttpMethod::parse(body["method"].as_str().unwrap()).and_then(|method| {
             UnsignedRequest::parse(
                 method,
@@ -526,7 +400,7 @@ mod end_to_end {
 
     #[test]
     fn orders_signed_through_the_route_are_accepted_by_the_stand_ins() {
-        let service = Fake::start(signing_route);
+        let service = Stub::start(signing_route);
         let binance = BinanceStandIn::start([(BINANCE_KEY, BINANCE_SECRET)]).unwrap();
         let kraken = KrakenStandIn::start([(KRAKEN_KEY, KRAKEN_SECRET)]).unwrap();
         let client = client(&service.url());
@@ -568,7 +442,7 @@ mod end_to_end {
 
     #[test]
     fn refusals_of_the_route_reach_the_caller_with_their_codes() {
-        let service = Fake::start(signing_route);
+        let service = Stub::start(signing_route);
         let client = client(&service.url());
         let error = client
             .sign(42, "alpaca", &BrokerRequest::get("/v2/account"))

@@ -4,3 +4,4 @@
 pub mod ci;
 pub mod cipher;
 pub mod db;
+pub mod stub;

@@ -2,6 +2,8 @@
 
 use serde_json::json;
 
+use user_service_test_support::stub::Stub;
+
 use crate::on_both_backends;
 use crate::support::{Backend, TestServer, JWT_SECRET, TEST_KEY};
 
@@ -109,7 +111,7 @@ fn assert_no_secret(output: &str, secrets: &[&str]) {
 fn no_secret_of_an_outgoing_call_reaches_the_logs() {
     use user_service_brokers::stand_in::{AlpacaStandIn, BinanceStandIn, KrakenStandIn};
 
-    let vault = crate::stub::Stub::start(|seen| {
+    let vault = Stub::start(|seen| {
         if seen.header("x-vault-token") != Some(VAULT_TOKEN) {
             return (403, r#"{"errors":["permission denied"]}"#.into());
         }
@@ -127,7 +129,7 @@ fn no_secret_of_an_outgoing_call_reaches_the_logs() {
             json!({"data": {"data": {"value": value}, "metadata": {}}}).to_string(),
         )
     });
-    let entitlements = crate::stub::Stub::start(|seen| {
+    let entitlements = Stub::start(|seen| {
         if seen.header("authorization") != Some(&format!("Bearer {ENTITLEMENTS_KEY}") as &str) {
             return (401, "{}".into());
         }
@@ -214,7 +216,7 @@ fn no_secret_of_an_outgoing_call_reaches_the_logs() {
 /// Doppler, the other secret manager, at `RUST_LOG=trace`.
 #[test]
 fn no_secret_of_the_doppler_calls_reaches_the_logs() {
-    let doppler = crate::stub::Stub::start(|seen| {
+    let doppler = Stub::start(|seen| {
         if seen.header("authorization") != Some(&format!("Bearer {DOPPLER_TOKEN}") as &str) {
             return (401, "{}".into());
         }

@@ -18,6 +18,5 @@ mod rotation;
 mod sessions;
 mod signing;
 mod smoke;
-mod stub;
 mod support;
 mod users;

@@ -63,9 +63,9 @@ fn reads_the_computed_value_with_a_bearer_token_and_the_documented_query() {
     );
     let request = server.request();
     assert_eq!(request.method, "GET");
-    assert_eq!(request.path, "/v3/configs/config/secret");
+    assert_eq!(request.path(), "/v3/configs/config/secret");
     assert_eq!(
-        request.query,
+        request.query(),
         query(&[
             ("project", "user-service"),
             ("config", "prd"),
@@ -98,8 +98,8 @@ fn service_token_sends_neither_project_nor_config() {
     };
     assert!(fetch(config, JWT_SECRET).unwrap().is_some());
     let request = server.request();
-    assert_eq!(request.path, "/v3/configs/config/secret");
-    assert_eq!(request.query, query(&[("name", JWT_SECRET)]));
+    assert_eq!(request.path(), "/v3/configs/config/secret");
+    assert_eq!(request.query(), query(&[("name", JWT_SECRET)]));
 }
 
 #[test]
@@ -112,8 +112,11 @@ fn mapping_renames_the_secret_asked_for_and_the_name_is_encoded() {
     };
     assert!(fetch(config, JWT_SECRET).unwrap().is_some());
     let request = server.request();
-    assert_eq!(request.query.len(), 3, "{:?}", request.query);
-    assert_eq!(request.query[2], ("name".to_owned(), "A&B=C D".to_owned()));
+    assert_eq!(request.query().len(), 3, "{:?}", request.query());
+    assert_eq!(
+        request.query()[2],
+        ("name".to_owned(), "A&B=C D".to_owned())
+    );
 }
 
 #[test]
@@ -189,7 +192,7 @@ fn slow_server_is_an_error_after_the_timeout() {
         };
         fetch_error(config, JWT_SECRET)
     });
-    assert_eq!(server.request().path, "/v3/configs/config/secret");
+    assert_eq!(server.request().path(), "/v3/configs/config/secret");
 }
 
 #[test]

@@ -187,7 +187,7 @@ mod vault {
         let value = source.fetch(JWT_SECRET).unwrap().unwrap();
         assert_eq!(value.expose_secret(), SECRET_VALUE);
         assert_eq!(
-            server.request().path,
+            server.request().path(),
             "/v1/secret/data/trading-bot/AUTH_JWT"
         );
     }
@@ -254,7 +254,7 @@ mod doppler {
         assert_eq!(value.expose_secret(), SECRET_VALUE);
         let request = server.request();
         assert_eq!(
-            request.query.last(),
+            request.query().last(),
             Some(&("name".to_owned(), "AUTH_JWT".to_owned()))
         );
     }

@@ -44,10 +44,10 @@ fn reads_the_value_field_with_the_token_in_the_vault_header() {
     let request = server.request();
     assert_eq!(request.method, "GET");
     assert_eq!(
-        request.path,
+        request.path(),
         "/v1/secret/data/trading-bot/BROKER_CREDENTIALS_ENCRYPTION_KEY"
     );
-    assert!(request.query.is_empty(), "{:?}", request.query);
+    assert!(request.query().is_empty(), "{:?}", request.query());
     assert_eq!(request.header("X-Vault-Token"), Some(TOKEN));
     assert_eq!(request.header("Authorization"), None);
 }
@@ -87,7 +87,7 @@ fn mount_base_path_and_mapping_make_the_path() {
         Some(SECRET_VALUE)
     );
     assert_eq!(
-        server.request().path,
+        server.request().path(),
         "/v1/kv/team/data/apps/user%20service/AUTH_JWT"
     );
 }
@@ -103,7 +103,7 @@ fn empty_base_path_reads_at_the_root_of_the_mount() {
         ..config(&server)
     };
     assert!(fetch(config, JWT_SECRET).unwrap().is_some());
-    assert_eq!(server.request().path, "/v1/secret/data/JWT_SECRET");
+    assert_eq!(server.request().path(), "/v1/secret/data/JWT_SECRET");
 }
 
 #[test]
