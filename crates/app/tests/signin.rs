@@ -52,83 +52,132 @@ fn shape(answer: &Answer) -> (u16, Value, Vec<(String, String)>) {
     (answer.status, body, headers)
 }
 
-crate::on_both_backends! {
-    fn register_login_refresh_and_me(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
-        let created = register(&server, " Trader@Example.com ", PASSWORD);
-        assert_eq!(created.status, 201, "{}", created.text);
-        assert_eq!(created.header("cache-control"), Some("no-store"));
-        let (access, refresh) = tokens(&created);
+fn register_login_refresh_and_me(backend: Backend) {
+    let Some(server) = TestServer::start(backend, &[]) else {
+        return;
+    };
+    let created = register(&server, " Trader@Example.com ", PASSWORD);
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.header("cache-control"), Some("no-store"));
+    let (access, refresh) = tokens(&created);
 
-        let me = server.call("GET", "/auth/me", Some(&access), None);
-        assert_eq!(me.status, 200, "{}", me.text);
-        assert_eq!(me.body["email"], "trader@example.com");
-        assert_eq!(me.body["is_active"], true);
-        assert!(me.body.get("password_hash").is_none(), "{}", me.text);
-        // A registered user holds the dashboard capability: the credential list answers.
-        let list = server.call("GET", "/users/me/broker-credentials", Some(&access), None);
-        assert_eq!(list.status, 200, "{}", list.text);
-        assert_eq!(list.body, json!({"credentials": []}));
+    let me = server.call("GET", "/auth/me", Some(&access), None);
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.body["email"], "trader@example.com");
+    assert_eq!(me.body["is_active"], true);
+    assert!(me.body.get("password_hash").is_none(), "{}", me.text);
+    // A registered user holds the dashboard capability: the credential list answers.
+    let list = server.call("GET", "/users/me/broker-credentials", Some(&access), None);
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert_eq!(list.body, json!({"credentials": []}));
 
-        let signed_in = login(&server, "trader@example.com", PASSWORD);
-        assert_eq!(signed_in.status, 200, "{}", signed_in.text);
-        let (access2, _) = tokens(&signed_in);
-        assert_eq!(server.call("GET", "/auth/me", Some(&access2), None).body["email"], "trader@example.com");
+    let signed_in = login(&server, "trader@example.com", PASSWORD);
+    assert_eq!(signed_in.status, 200, "{}", signed_in.text);
+    let (access2, _) = tokens(&signed_in);
+    assert_eq!(
+        server.call("GET", "/auth/me", Some(&access2), None).body["email"],
+        "trader@example.com"
+    );
 
-        let renewed = server.call("POST", "/auth/refresh", None, Some(json!({"refresh_token": refresh})));
-        assert_eq!(renewed.status, 200, "{}", renewed.text);
-        let (access3, refresh3) = tokens(&renewed);
-        assert_eq!(server.call("GET", "/auth/me", Some(&access3), None).status, 200);
-        // The refresh token grants no API access, and an access token does not refresh.
-        assert_eq!(server.call("GET", "/auth/me", Some(&refresh3), None).status, 401);
-        let wrong_kind = server.call("POST", "/auth/refresh", None, Some(json!({"refresh_token": access3})));
-        assert_eq!(wrong_kind.status, 401);
-        assert_eq!(wrong_kind.detail(), "Invalid token");
-        let forged = server.call("POST", "/auth/refresh", None, Some(json!({"refresh_token": "a.b.c"})));
-        assert_eq!(forged.status, 401);
+    let renewed = server.call(
+        "POST",
+        "/auth/refresh",
+        None,
+        Some(json!({"refresh_token": refresh})),
+    );
+    assert_eq!(renewed.status, 200, "{}", renewed.text);
+    let (access3, refresh3) = tokens(&renewed);
+    assert_eq!(
+        server.call("GET", "/auth/me", Some(&access3), None).status,
+        200
+    );
+    // The refresh token grants no API access, and an access token does not refresh.
+    assert_eq!(
+        server.call("GET", "/auth/me", Some(&refresh3), None).status,
+        401
+    );
+    let wrong_kind = server.call(
+        "POST",
+        "/auth/refresh",
+        None,
+        Some(json!({"refresh_token": access3})),
+    );
+    assert_eq!(wrong_kind.status, 401);
+    assert_eq!(wrong_kind.detail(), "Invalid token");
+    let forged = server.call(
+        "POST",
+        "/auth/refresh",
+        None,
+        Some(json!({"refresh_token": "a.b.c"})),
+    );
+    assert_eq!(forged.status, 401);
 
-        // Nothing secret in the log (once the access line of the last call has arrived).
-        let output = server.output_with("POST /auth/refresh 401");
-        for secret in [PASSWORD, &access, &refresh, &access3, &refresh3] {
-            assert!(!output.contains(secret), "the log shows a password or a token");
-        }
-        assert!(!output.contains("$argon2"), "the log shows a hash");
-    }
-
-    fn stored_password_is_an_argon2id_phc_string(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
-        assert_eq!(register(&server, "hash@example.com", PASSWORD).status, 201);
-        let hashes = password_hashes(&server);
-        assert_eq!(hashes.len(), 1);
-        assert!(hashes[0].starts_with("$argon2id$v=19$"), "{}", hashes[0]);
-        assert!(!hashes[0].contains(PASSWORD));
-    }
-
-    fn wrong_password_and_unknown_email_get_the_same_answer(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
-        assert_eq!(register(&server, "known@example.com", PASSWORD).status, 201);
-        let wrong = login(&server, "known@example.com", "Wrong-Horse-9-battery");
-        let unknown = login(&server, "nobody@example.com", PASSWORD);
-        assert_eq!(wrong.status, 401, "{}", wrong.text);
-        assert_eq!(wrong.detail(), "Invalid email or password");
-        assert_eq!(shape(&wrong), shape(&unknown));
-        // An account without a password (created for platform tokens) answers the same.
-        server.cli(&["users", "create", "--email", "tokenonly@example.com"]);
-        assert_eq!(shape(&login(&server, "tokenonly@example.com", PASSWORD)), shape(&wrong));
-    }
-
-    fn bcrypt_hashes_of_the_platform_verify(backend: Backend) {
-        let Some(server) = TestServer::start(backend, &[]) else { return };
-        server.cli(&["users", "create", "--email", "legacy@example.com"]);
-        // Python `bcrypt` 5.0: bcrypt.hashpw(b"Platform-Pass-1", bcrypt.gensalt(rounds=4)).
-        server.db.execute(
-            "UPDATE users SET password_hash = '$2b$04$9kdl8i.bIGPmPTt7cFJPxu3/WEKhcNZnSZl3XFvW8Mz/oH2CzfCXG' \
-             WHERE email = 'legacy@example.com'",
+    // Nothing secret in the log (once the access line of the last call has arrived).
+    let output = server.output_with("POST /auth/refresh 401");
+    for secret in [PASSWORD, &access, &refresh, &access3, &refresh3] {
+        assert!(
+            !output.contains(secret),
+            "the log shows a password or a token"
         );
-        assert_eq!(login(&server, "legacy@example.com", "Platform-Pass-1").status, 200);
-        assert_eq!(login(&server, "legacy@example.com", "Platform-Pass-2").status, 401);
     }
+    assert!(!output.contains("$argon2"), "the log shows a hash");
 }
+
+fn stored_password_is_an_argon2id_phc_string(backend: Backend) {
+    let Some(server) = TestServer::start(backend, &[]) else {
+        return;
+    };
+    assert_eq!(register(&server, "hash@example.com", PASSWORD).status, 201);
+    let hashes = password_hashes(&server);
+    assert_eq!(hashes.len(), 1);
+    assert!(hashes[0].starts_with("$argon2id$v=19$"), "{}", hashes[0]);
+    assert!(!hashes[0].contains(PASSWORD));
+}
+
+fn wrong_password_and_unknown_email_get_the_same_answer(backend: Backend) {
+    let Some(server) = TestServer::start(backend, &[]) else {
+        return;
+    };
+    assert_eq!(register(&server, "known@example.com", PASSWORD).status, 201);
+    let wrong = login(&server, "known@example.com", "Wrong-Horse-9-battery");
+    let unknown = login(&server, "nobody@example.com", PASSWORD);
+    assert_eq!(wrong.status, 401, "{}", wrong.text);
+    assert_eq!(wrong.detail(), "Invalid email or password");
+    assert_eq!(shape(&wrong), shape(&unknown));
+    // An account without a password (created for platform tokens) answers the same.
+    server.cli(&["users", "create", "--email", "tokenonly@example.com"]);
+    assert_eq!(
+        shape(&login(&server, "tokenonly@example.com", PASSWORD)),
+        shape(&wrong)
+    );
+}
+
+fn bcrypt_hashes_of_the_platform_verify(backend: Backend) {
+    let Some(server) = TestServer::start(backend, &[]) else {
+        return;
+    };
+    server.cli(&["users", "create", "--email", "legacy@example.com"]);
+    // Python `bcrypt` 5.0: bcrypt.hashpw(b"Platform-Pass-1", bcrypt.gensalt(rounds=4)).
+    server.db.execute(
+        "UPDATE users SET password_hash = '$2b$04$9kdl8i.bIGPmPTt7cFJPxu3/WEKhcNZnSZl3XFvW8Mz/oH2CzfCXG' \
+         WHERE email = 'legacy@example.com'",
+    );
+    assert_eq!(
+        login(&server, "legacy@example.com", "Platform-Pass-1").status,
+        200
+    );
+    assert_eq!(
+        login(&server, "legacy@example.com", "Platform-Pass-2").status,
+        401
+    );
+}
+
+crate::test_on_both_backends!(
+    register_login_refresh_and_me,
+    stored_password_is_an_argon2id_phc_string,
+    wrong_password_and_unknown_email_get_the_same_answer,
+    bcrypt_hashes_of_the_platform_verify,
+);
 
 fn password_hashes(server: &TestServer) -> Vec<String> {
     use diesel::{Connection, RunQueryDsl};

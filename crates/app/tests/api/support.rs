@@ -616,24 +616,6 @@ impl Drop for TestServer {
     }
 }
 
-/// Declares one test per backend: `name::sqlite` and `name::postgres`.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($(fn $name:ident($backend:ident: Backend) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-                fn run($backend: $crate::support::Backend) $body
-                #[test]
-                fn sqlite() { run($crate::support::Backend::Sqlite) }
-                #[test]
-                fn postgres() { run($crate::support::Backend::Postgres) }
-            }
-        )*
-    };
-}
-
 /// Declares, for each plain function `name(backend: Backend)`, one test per backend:
 /// `name::sqlite` and `name::postgres`. The bodies stay ordinary functions that rustfmt formats.
 #[macro_export]
