@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{Backend, TestDatabase, TestServer, TEST_KEY};
+use crate::support::{Backend, TestDatabase, TestServer, TEST_KEY, WITHOUT_KEY};
 
 fn new_user_has_no_credentials(backend: Backend) {
     let Some(server) = TestServer::start(backend, &[]) else {
@@ -15,13 +15,7 @@ fn new_user_has_no_credentials(backend: Backend) {
 }
 
 fn missing_key_is_logged_and_answers_503_when_not_required(backend: Backend) {
-    let Some(server) = TestServer::start(
-        backend,
-        &[
-            ("BROKER_CREDENTIALS_ENCRYPTION_KEY", None),
-            ("BROKER_CREDENTIALS_KEY_REQUIRED", Some("0")),
-        ],
-    ) else {
+    let Some(server) = TestServer::start(backend, &WITHOUT_KEY) else {
         return;
     };
     server.output_with("broker credentials encryption key misconfigured: BROKER_CREDENTIALS_ENCRYPTION_KEY is not set");
@@ -73,14 +67,8 @@ fn during_a_key_outage_stored_keys_are_listed_as_unavailable(backend: Backend) {
         ]})),
     );
     assert_eq!(stored.status, 200, "{}", stored.text);
-    let without_key = TestServer::start_on(
-        server.db.alias(),
-        &[
-            ("BROKER_CREDENTIALS_ENCRYPTION_KEY", None),
-            ("BROKER_CREDENTIALS_KEY_REQUIRED", Some("0")),
-        ],
-    )
-    .expect("starts without a key");
+    let without_key =
+        TestServer::start_on(server.db.alias(), &WITHOUT_KEY).expect("starts without a key");
     let answer = without_key.call("GET", "/users/me/broker-credentials", Some(&token), None);
     assert_eq!(
         (answer.status, answer.detail()),

@@ -6,23 +6,13 @@ use crate::support::{Backend, TestServer};
 
 const PATH: &str = "/users/me/broker-credentials";
 
-fn put(server: &TestServer, token: &str, credentials: serde_json::Value) -> crate::support::Answer {
-    server.call(
-        "PUT",
-        PATH,
-        Some(token),
-        Some(json!({ "credentials": credentials })),
-    )
-}
-
 fn update_rules_keep_clear_set(backend: Backend) {
     let Some(server) = TestServer::start(backend, &[]) else {
         return;
     };
     let (_, token) = server.user("rules@example.com", false);
 
-    let answer = put(
-        &server,
+    let answer = server.put_credentials(
         &token,
         json!([{"broker": " Binance ", "api_key": "abcd1234efgh", "api_secret": "xyz"}]),
     );
@@ -35,8 +25,7 @@ fn update_rules_keep_clear_set(backend: Backend) {
     assert_eq!(entry["has_api_key"], true);
 
     // Absent field keeps, a new value replaces only that half.
-    let answer = put(
-        &server,
+    let answer = server.put_credentials(
         &token,
         json!([{"broker": "binance", "api_secret": "new-secret-9999"}]),
     );
@@ -45,36 +34,24 @@ fn update_rules_keep_clear_set(backend: Backend) {
     assert_eq!(entry["api_secret_masked"], "•••••••••••9999");
 
     // null clears the key; whitespace clears the secret → row deleted.
-    let answer = put(
-        &server,
-        &token,
-        json!([{"broker": "binance", "api_key": null}]),
-    );
+    let answer = server.put_credentials(&token, json!([{"broker": "binance", "api_key": null}]));
     let entry = &answer.body["credentials"][0];
     assert_eq!(entry["has_api_key"], false);
     assert_eq!(entry["api_key_masked"], serde_json::Value::Null);
     assert_eq!(entry["has_api_secret"], true);
-    let answer = put(
-        &server,
-        &token,
-        json!([{"broker": "binance", "api_secret": "   "}]),
-    );
+    let answer =
+        server.put_credentials(&token, json!([{"broker": "binance", "api_secret": "   "}]));
     assert_eq!(answer.body["credentials"], json!([]));
 
     // Entry with neither field is skipped; a pasted value loses its surrounding white space.
-    let answer = put(
-        &server,
+    let answer = server.put_credentials(
         &token,
         json!([{"broker": "kraken"}, {"broker": "alpaca", "api_key": "  KEY-7777  "}]),
     );
     assert_eq!(answer.body["credentials"].as_array().unwrap().len(), 1);
     assert_eq!(answer.body["credentials"][0]["api_key_masked"], "••••7777");
     // A broker id outside letters, digits, '-', '_' and '.' is refused.
-    let answer = put(
-        &server,
-        &token,
-        json!([{"broker": "my broker", "api_key": "k"}]),
-    );
+    let answer = server.put_credentials(&token, json!([{"broker": "my broker", "api_key": "k"}]));
     assert_eq!(answer.status, 422, "{}", answer.text);
 }
 
@@ -83,8 +60,7 @@ fn listing_is_ordered_by_broker_and_aliases_agree(backend: Backend) {
         return;
     };
     let (_, token) = server.user("order@example.com", false);
-    put(
-        &server,
+    server.put_credentials(
         &token,
         json!([
             {"broker": "kraken", "api_key": "k1234"},
@@ -117,40 +93,32 @@ fn invalid_entries_are_4xx_and_change_nothing(backend: Backend) {
         return;
     };
     let (_, token) = server.user("bad@example.com", false);
-    put(
-        &server,
+    server.put_credentials(
         &token,
         json!([{"broker": "binance", "api_key": "original-key"}]),
     );
     let before = server.call("GET", PATH, Some(&token), None).body;
 
-    let blank = put(&server, &token, json!([{"broker": "   ", "api_key": "x"}]));
+    let blank = server.put_credentials(&token, json!([{"broker": "   ", "api_key": "x"}]));
     assert_eq!(blank.status, 400);
     assert_eq!(blank.detail(), "Broker identifier is required");
 
-    let duplicate = put(
-        &server,
+    let duplicate = server.put_credentials(
         &token,
         json!([{"broker": "binance", "api_key": "a"}, {"broker": "BINANCE", "api_key": "b"}]),
     );
     assert_eq!(duplicate.status, 400, "{}", duplicate.text);
 
-    let long_broker = put(
-        &server,
-        &token,
-        json!([{"broker": "b".repeat(65), "api_key": "x"}]),
-    );
+    let long_broker =
+        server.put_credentials(&token, json!([{"broker": "b".repeat(65), "api_key": "x"}]));
     assert_eq!(long_broker.status, 422);
 
-    let ok = put(
-        &server,
+    let ok = server.put_credentials(
         &token,
         json!([{"broker": "kraken", "api_secret": "s".repeat(4096)}]),
     );
     assert_eq!(ok.status, 200, "4096 characters are accepted");
-    let too_long = put(
-        &server,
-        &token,
+    let too_long = server.put_credentials(&token,
         json!([{"broker": "binance", "api_secret": "s".repeat(4097)}, {"broker": "alpaca", "api_key": "zz"}]),
     );
     assert_eq!(too_long.status, 422);
@@ -159,41 +127,24 @@ fn invalid_entries_are_4xx_and_change_nothing(backend: Backend) {
         .unwrap()
         .contains("api_secret"));
 
-    let wrong_type = put(
-        &server,
-        &token,
-        json!([{"broker": "binance", "api_key": 12345678}]),
-    );
+    let wrong_type =
+        server.put_credentials(&token, json!([{"broker": "binance", "api_key": 12345678}]));
     assert_eq!(wrong_type.status, 422);
     assert!(
         !wrong_type.text.contains("12345678"),
         "the value is not echoed"
     );
 
-    let malformed = server.call_raw(
-        "PUT",
-        PATH,
-        &token,
-        "application/json",
-        "{\"credentials\": [",
-    );
-    assert_eq!(malformed.status, 400);
-    let form = server.call_raw(
-        "PUT",
-        PATH,
-        &token,
-        "application/x-www-form-urlencoded",
-        "a=b",
-    );
-    assert_eq!(form.status, 415);
-    let huge = server.call_raw(
-        "PUT",
-        PATH,
-        &token,
-        "application/json",
-        &format!("{{\"x\":\"{}\"}}", "a".repeat(70_000)),
-    );
-    assert_eq!(huge.status, 413);
+    // Malformed JSON, a form, a body over the limit.
+    let huge = format!("{{\"x\":\"{}\"}}", "a".repeat(70_000));
+    for (content_type, body, status) in [
+        ("application/json", "{\"credentials\": [", 400),
+        ("application/x-www-form-urlencoded", "a=b", 415),
+        ("application/json", huge.as_str(), 413),
+    ] {
+        let answer = server.call_raw("PUT", PATH, &token, content_type, body);
+        assert_eq!(answer.status, status, "{content_type}: {}", answer.text);
+    }
 
     let mut after = server.call("GET", PATH, Some(&token), None).body;
     after["credentials"]
@@ -208,8 +159,7 @@ fn delete_routes(backend: Backend) {
         return;
     };
     let (_, token) = server.user("del@example.com", false);
-    put(
-        &server,
+    server.put_credentials(
         &token,
         json!([{"broker": "binance", "api_key": "k"}, {"broker": "kraken", "api_key": "k"}]),
     );
@@ -254,12 +204,12 @@ fn table_holds_ciphertext_only(backend: Backend) {
     let key = "AKIAIOSFODNN7EXAMPLE";
     let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
     assert_eq!(
-        put(
-            &server,
-            &token,
-            json!([{"broker": "binance", "api_key": key, "api_secret": secret}])
-        )
-        .status,
+        server
+            .put_credentials(
+                &token,
+                json!([{"broker": "binance", "api_key": key, "api_secret": secret}])
+            )
+            .status,
         200
     );
     let rows = server.db.credential_rows();
@@ -276,18 +226,7 @@ fn copied_row_is_undecryptable_for_its_new_owner(backend: Backend) {
     let Some(server) = TestServer::start(backend, &[]) else {
         return;
     };
-    let (a, token_a) = server.user("a@example.com", false);
-    let (b, token_b) = server.user("b@example.com", false);
-    put(
-        &server,
-        &token_a,
-        json!([{"broker": "binance", "api_key": "a-key-1111", "api_secret": "a-secret-1111"}]),
-    );
-    put(
-        &server,
-        &token_b,
-        json!([{"broker": "binance", "api_key": "b-key-2222", "api_secret": "b-secret-2222"}]),
-    );
+    let ((a, token_a), (b, token_b)) = server.two_binance_traders("a@example.com", "b@example.com");
     // An attacker with write access copies B's ciphertext (and tag) into A's row, moving the
     // version forward as this service's writes do (the database refuses a write that does not).
     server.db.execute(&format!(
@@ -328,8 +267,7 @@ fn rows_under_another_key_are_marked_not_fatal(backend: Backend) {
     )
     .unwrap();
     let (_, token) = server.user("rot@example.com", false);
-    put(
-        &server,
+    server.put_credentials(
         &token,
         json!([{"broker": "binance", "api_key": "k-123456"}]),
     );
@@ -383,8 +321,7 @@ fn connection_test_calls_the_broker_and_stores_the_result(backend: Backend) {
         return;
     };
     let (_, token) = server.user("probe@example.com", false);
-    put(
-        &server,
+    server.put_credentials(
         &token,
         json!([{"broker": "binance", "api_key": "bk-1234", "api_secret": "bs-5678"}]),
     );
@@ -457,8 +394,7 @@ fn connection_test_calls_the_broker_and_stores_the_result(backend: Backend) {
     );
     assert_eq!(other.body["message"], "Connexion établie avec succès.");
     // A new write resets the last test result.
-    put(
-        &server,
+    server.put_credentials(
         &token,
         json!([{"broker": "binance", "api_secret": "bs-0000"}]),
     );

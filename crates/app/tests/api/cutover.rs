@@ -9,15 +9,6 @@ use crate::support::{Backend, TestServer};
 
 const PATH: &str = "/users/me/broker-credentials";
 
-fn put(server: &TestServer, token: &str, body: Value) -> crate::support::Answer {
-    server.call(
-        "PUT",
-        PATH,
-        Some(token),
-        Some(json!({ "credentials": body })),
-    )
-}
-
 /// `user_id`'s entry for `broker` as the API shows it to its owner.
 fn entry(server: &TestServer, token: &str, broker: &str) -> Value {
     let list = server.call("GET", PATH, Some(token), None);
@@ -71,14 +62,18 @@ fn no_move_of_a_ciphertext_is_served_on_a_fresh_database(backend: Backend) {
         {"broker": "binance", "api_key": "a-key-1111", "api_secret": "a-secret-1111"},
         {"broker": "kraken", "api_key": "a-kraken-3333", "api_secret": "a-ksecret-3333"}
     ]);
-    assert_eq!(put(&server, &token_a, a_values.clone()).status, 200);
+    assert_eq!(
+        server.put_credentials(&token_a, a_values.clone()).status,
+        200
+    );
     let a_v1 = server.db.credential_row(a, "binance");
     // A second write: version 2, under which an older copy no longer verifies.
-    assert_eq!(put(&server, &token_a, a_values.clone()).status, 200);
     assert_eq!(
-        put(
-            &server,
-            &token_b,
+        server.put_credentials(&token_a, a_values.clone()).status,
+        200
+    );
+    assert_eq!(
+        server.put_credentials(&token_b,
             json!([{"broker": "binance", "api_key": "b-key-2222", "api_secret": "b-secret-2222"}])
         )
         .status,
@@ -142,7 +137,7 @@ fn no_move_of_a_ciphertext_is_served_on_a_fresh_database(backend: Backend) {
         assert_eq!(shown["api_secret_masked"], Value::Null, "{name}");
         // A's own write replaces the row, and the next move starts from a good row.
         assert_eq!(
-            put(&server, &token_a, a_values.clone()).status,
+            server.put_credentials(&token_a, a_values.clone()).status,
             200,
             "{name}"
         );
@@ -206,24 +201,13 @@ fn a_half_of_a_moved_row_cannot_be_laundered_by_a_partial_write(backend: Backend
     let Some(server) = TestServer::start(backend, &[]) else {
         return;
     };
-    let (a, token_a) = server.user("victim@example.com", false);
-    let (b, token_b) = server.user("owner@example.com", false);
-    put(
-        &server,
-        &token_a,
-        json!([{"broker": "binance", "api_key": "a-key-1111", "api_secret": "a-secret-1111"}]),
-    );
-    put(
-        &server,
-        &token_b,
-        json!([{"broker": "binance", "api_key": "b-key-2222", "api_secret": "b-secret-2222"}]),
-    );
+    let ((a, token_a), (b, _)) =
+        server.two_binance_traders("victim@example.com", "owner@example.com");
     let mut moved = server.db.credential_row(b, "binance");
     moved[4] = bump(&server.db.credential_row(a, "binance")[4], 1);
     server.db.execute(&overwrite(a, "binance", &moved));
     // The victim replaces only the key: keeping the moved secret would bind it to A.
-    let partial = put(
-        &server,
+    let partial = server.put_credentials(
         &token_a,
         json!([{"broker": "binance", "api_key": "a-key-new-4444"}]),
     );
@@ -237,8 +221,7 @@ fn a_half_of_a_moved_row_cannot_be_laundered_by_a_partial_write(backend: Backend
         "undecryptable"
     );
     // Sending both halves (or clearing the unreadable one) is how the user mends it.
-    let cleared = put(
-        &server,
+    let cleared = server.put_credentials(
         &token_a,
         json!([{"broker": "binance", "api_key": "a-key-new-4444", "api_secret": null}]),
     );
@@ -256,8 +239,7 @@ fn unbound_rows_are_read_while_cut_over_is_open_and_no_longer_once_closed(backen
         return;
     };
     let (a, token_a) = server.user("python-user@example.com", false);
-    put(
-        &server,
+    server.put_credentials(
         &token_a,
         json!([{"broker": "binance", "api_key": "a-key-1111", "api_secret": "a-secret-1111"}]),
     );

@@ -9,6 +9,8 @@ use crate::support::{Backend, TestServer};
 
 /// A value no error message may repeat.
 const MARKER: &str = "FUZZMARKER7Q";
+/// The content type of every generated body but the deliberately wrong ones.
+const JSON: &str = "application/json";
 
 /// Replacement values for one field.
 fn hostile_values() -> Vec<Value> {
@@ -272,49 +274,22 @@ fn bad_input_never_gets_a_5xx(backend: Backend) {
             }
             paths.push(format!("{concrete}?limit=1&limit=2&unknown={MARKER}"));
         }
+        let mut send = |path: &str, body: Option<String>, content_type: &'static str| {
+            let call = Call {
+                method: method.clone(),
+                path: path.to_owned(),
+                body,
+                content_type,
+            };
+            check(&server, &operator, &call, &mut seen, &mut failures);
+        };
         for path in &paths {
-            let body = schema.as_ref().map(|_| "{}".to_owned());
-            check(
-                &server,
-                &operator,
-                &Call {
-                    method: method.clone(),
-                    path: path.clone(),
-                    body,
-                    content_type: "application/json",
-                },
-                &mut seen,
-                &mut failures,
-            );
+            send(path, schema.as_ref().map(|_| "{}".to_owned()), JSON);
         }
         let Some(schema) = schema else { continue };
-        for body in json_bodies(&doc, schema) {
-            check(
-                &server,
-                &operator,
-                &Call {
-                    method: method.clone(),
-                    path: concrete.clone(),
-                    body: Some(body.to_string()),
-                    content_type: "application/json",
-                },
-                &mut seen,
-                &mut failures,
-            );
-        }
-        for body in hostile_bodies() {
-            check(
-                &server,
-                &operator,
-                &Call {
-                    method: method.clone(),
-                    path: concrete.clone(),
-                    body: Some(body),
-                    content_type: "application/json",
-                },
-                &mut seen,
-                &mut failures,
-            );
+        let bodies = json_bodies(&doc, schema).into_iter().map(|b| b.to_string());
+        for body in bodies.chain(hostile_bodies()) {
+            send(&concrete, Some(body), JSON);
         }
         for content_type in [
             "text/plain",
@@ -322,17 +297,10 @@ fn bad_input_never_gets_a_5xx(backend: Backend) {
             "application/json; charset=latin1",
             "multipart/form-data; boundary=x",
         ] {
-            check(
-                &server,
-                &operator,
-                &Call {
-                    method: method.clone(),
-                    path: concrete.clone(),
-                    body: Some("{\"credentials\": []}".into()),
-                    content_type,
-                },
-                &mut seen,
-                &mut failures,
+            send(
+                &concrete,
+                Some("{\"credentials\": []}".into()),
+                content_type,
             );
         }
     }

@@ -32,15 +32,6 @@ fn token(sub: &str) -> String {
     .unwrap()
 }
 
-fn credentials(server: &TestServer, token: &str, entries: Value) -> crate::support::Answer {
-    server.call(
-        "PUT",
-        "/users/me/broker-credentials",
-        Some(token),
-        Some(json!({ "credentials": entries })),
-    )
-}
-
 fn entry<'a>(list: &'a Value, broker: &str) -> &'a Value {
     list["credentials"]
         .as_array()
@@ -86,8 +77,7 @@ fn signed_and_sent(
 /// `can.route_orders`.
 fn consenting_trader(server: &TestServer, email: &str) -> (i64, String) {
     let (id, trader) = server.user(email, false);
-    let stored = credentials(
-        server,
+    let stored = server.put_credentials(
         &trader,
         json!([
             {"broker": "binance", "api_key": BINANCE_KEY, "api_secret": BINANCE_SECRET},
@@ -97,8 +87,7 @@ fn consenting_trader(server: &TestServer, email: &str) -> (i64, String) {
     );
     assert_eq!(stored.status, 200, "{}", stored.text);
     assert_eq!(entry(&stored.body, "binance")["trading_enabled"], false);
-    let allowed = credentials(
-        server,
+    let allowed = server.put_credentials(
         &trader,
         json!([
             {"broker": "binance", "trading_enabled": true},
@@ -325,8 +314,7 @@ fn every_refusal_has_its_status_and_code(backend: Backend) {
     );
 
     // Consent: off after a new secret, and only the owner gives it.
-    let replaced = credentials(
-        &server,
+    let replaced = server.put_credentials(
         &trader,
         json!([{"broker": "binance", "api_secret": "a-new-binance-secret-0005"}]),
     );
@@ -346,8 +334,7 @@ fn every_refusal_has_its_status_and_code(backend: Backend) {
         (by_operator.status, by_operator.body["code"].as_str()),
         (403, Some("owner_consent_required"))
     );
-    let nothing_stored = credentials(
-        &server,
+    let nothing_stored = server.put_credentials(
         &other,
         json!([{"broker": "binance", "trading_enabled": true}]),
     );
@@ -362,8 +349,7 @@ fn every_refusal_has_its_status_and_code(backend: Backend) {
          WHERE user_id = {trader_id} AND broker = 'kraken'"
     ));
     for on in [false, true] {
-        let changed = credentials(
-            &server,
+        let changed = server.put_credentials(
             &trader,
             json!([{"broker": "kraken", "trading_enabled": on}]),
         );

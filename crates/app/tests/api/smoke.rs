@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{Backend, TestServer, JWT_SECRET, TEST_KEY};
+use crate::support::{Backend, TestServer, JWT_SECRET, TEST_KEY, WITHOUT_KEY};
 
 /// Every check `smoke` runs when it creates its own test user.
 const ALL_CHECKS: &[&str] = &[
@@ -170,13 +170,7 @@ fn smoke_with_a_user_token_leaves_the_user_credentials_alone(backend: Backend) {
 }
 
 fn smoke_fails_when_the_key_is_missing(backend: Backend) {
-    let Some(server) = TestServer::start(
-        backend,
-        &[
-            ("BROKER_CREDENTIALS_ENCRYPTION_KEY", None),
-            ("BROKER_CREDENTIALS_KEY_REQUIRED", Some("0")),
-        ],
-    ) else {
+    let Some(server) = TestServer::start(backend, &WITHOUT_KEY) else {
         return;
     };
     let output = server.cli_with(&["smoke", &server.base], &[]);

@@ -125,6 +125,13 @@ impl TestDatabase {
     }
 }
 
+/// Overrides that start the service without an encryption key, and without requiring one: the
+/// credential routes answer 503 while the rest works.
+pub const WITHOUT_KEY: [(&str, Option<&str>); 2] = [
+    ("BROKER_CREDENTIALS_ENCRYPTION_KEY", None),
+    ("BROKER_CREDENTIALS_KEY_REQUIRED", Some("0")),
+];
+
 /// The environment every spawned process gets, before per-test overrides.
 fn base_env(db: &TestDatabase) -> Vec<(String, String)> {
     [
@@ -465,6 +472,38 @@ impl TestServer {
             .expect("user id");
         let token = lines.last().expect("token").trim().to_owned();
         (id, token)
+    }
+
+    /// `PUT /users/me/broker-credentials` with `entries` as the `credentials` list.
+    pub fn put_credentials(&self, token: &str, entries: Value) -> Answer {
+        self.call(
+            "PUT",
+            "/users/me/broker-credentials",
+            Some(token),
+            Some(serde_json::json!({ "credentials": entries })),
+        )
+    }
+
+    /// Two users, `a` and `b`, each with a Binance key and secret stored (`a-key-1111` /
+    /// `a-secret-1111`, `b-key-2222` / `b-secret-2222`): the victim and the owner of a row
+    /// someone moves. Their ids and tokens.
+    pub fn two_binance_traders(&self, a: &str, b: &str) -> ((i64, String), (i64, String)) {
+        let mut traders = Vec::new();
+        for (email, tag, digits) in [(a, "a", "1111"), (b, "b", "2222")] {
+            let (id, token) = self.user(email, false);
+            let stored = self.put_credentials(
+                &token,
+                serde_json::json!([{
+                    "broker": "binance",
+                    "api_key": format!("{tag}-key-{digits}"),
+                    "api_secret": format!("{tag}-secret-{digits}"),
+                }]),
+            );
+            assert_eq!(stored.status, 200, "{}", stored.text);
+            traders.push((id, token));
+        }
+        let b = traders.pop().expect("two");
+        (traders.pop().expect("two"), b)
     }
 
     /// Sends a request; `body` is sent as JSON when given.
