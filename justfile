@@ -53,3 +53,8 @@ fleet *scenarios:
 schemathesis seconds="150":
     cargo build -q -p user-service
     bash scripts/schemathesis/run.sh {{seconds}}
+
+# The order router's path end to end: user-service, the Binance stand-in and the client's example
+# placing a test order through the signing route (docs/signing.md).
+signing-demo:
+    scripts/dev/signing_demo.sh
