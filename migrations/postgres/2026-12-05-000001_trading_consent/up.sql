@@ -10,31 +10,20 @@ ALTER TABLE user_broker_credentials
 ALTER TABLE credential_audit_events ADD COLUMN IF NOT EXISTS actor_service VARCHAR(64);
 ALTER TABLE credential_audit_events ADD COLUMN IF NOT EXISTS detail VARCHAR(600);
 
--- The foreign-writer guard of the cut-over migration, plus: a foreign writer (the Python service
--- while cut-over is open) that changes a ciphertext also ends the consent: the owner agreed to
--- trade with the key the row had, not with the new one.
-CREATE OR REPLACE FUNCTION user_broker_credentials_foreign_write() RETURNS trigger AS $$
+-- An unbound row never carries the consent: a foreign writer's change of a ciphertext (which
+-- the foreign-writer guard turns into an unbound row) ends it, so that binding the row later
+-- (`keys rotate` while cut-over is open) cannot make a key the owner never agreed to signable.
+-- BEFORE triggers fire in name order: this one after trg_user_broker_credentials_foreign_write.
+CREATE OR REPLACE FUNCTION user_broker_credentials_unbound_ends_consent() RETURNS trigger AS $$
 BEGIN
-    IF NEW.version < OLD.version THEN
-        RAISE EXCEPTION 'user_broker_credentials row %: version may only increase', OLD.id
-            USING ERRCODE = 'check_violation';
-    END IF;
-    IF NEW.version = OLD.version
-       AND (NEW.api_key_encrypted IS DISTINCT FROM OLD.api_key_encrypted
-            OR NEW.api_secret_encrypted IS DISTINCT FROM OLD.api_secret_encrypted) THEN
-        IF NOT COALESCE((SELECT open FROM cutover_mode WHERE id = 1), FALSE) THEN
-            RAISE EXCEPTION 'cut-over is closed: broker credentials are written by user-service only (user-service cutover open lets another writer in)'
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        NEW.version := OLD.version + 1;
-        IF NEW.binding IS NOT DISTINCT FROM OLD.binding THEN
-            NEW.key_id := NULL;
-            NEW.binding := NULL;
-        END IF;
-        NEW.last_test_status := NULL;
-        NEW.last_tested_at := NULL;
+    IF NEW.binding IS NULL THEN
         NEW.trading_enabled := FALSE;
     END IF;
     RETURN NEW;
 END
 $$ LANGUAGE plpgsql;
+
+DROP TRIGGER IF EXISTS trg_user_broker_credentials_unbound_ends_consent ON user_broker_credentials;
+CREATE TRIGGER trg_user_broker_credentials_unbound_ends_consent
+    BEFORE INSERT OR UPDATE ON user_broker_credentials
+    FOR EACH ROW EXECUTE FUNCTION user_broker_credentials_unbound_ends_consent();
