@@ -87,7 +87,8 @@ impl SecretInput {
         if trimmed.is_empty() {
             return Ok(Self::Clear);
         }
-        if trimmed.chars().count() > SECRET_MAX_CHARS {
+        // The limit counts what was sent (the documented maxLength), white space included.
+        if text.chars().count() > SECRET_MAX_CHARS {
             return Err(ValidationError::TooLong {
                 field,
                 max: SECRET_MAX_CHARS,
@@ -151,6 +152,9 @@ mod tests {
                 field: "api_secret",
                 max: 4096
             }
+        ); // Counted as sent, surrounding white space included (the documented maxLength).
+        assert!(
+            SecretInput::from_field("api_secret", set(&format!(" {}", "x".repeat(4096)))).is_err()
         );
     }
 

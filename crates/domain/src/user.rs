@@ -54,7 +54,9 @@ impl Email {
             });
         }
         let email = raw.trim().to_lowercase();
-        if email.chars().count() > EMAIL_MAX_CHARS {
+        // The limit holds for what was sent (the documented maxLength, white space included) and
+        // for what is stored (lower-casing may lengthen a string: `İ` becomes two characters).
+        if raw.chars().count() > EMAIL_MAX_CHARS || email.chars().count() > EMAIL_MAX_CHARS {
             return Err(ValidationError::TooLong {
                 field: "email",
                 max: EMAIL_MAX_CHARS,
@@ -188,13 +190,16 @@ pub fn profile_field(
             reason: "must not contain control characters",
         });
     }
+    // The limit counts what was sent (the documented maxLength), white space included.
+    if value.as_deref().is_some_and(|v| v.chars().count() > max) {
+        return Err(ValidationError::TooLong { field, max });
+    }
     match value.map(|v| v.trim().to_owned()) {
         Some(v) if crate::text::has_forbidden_char(&v) => Err(ValidationError::Invalid {
             field,
             reason: "must not contain control characters",
         }),
         Some(v) if v.is_empty() => Ok(None),
-        Some(v) if v.chars().count() > max => Err(ValidationError::TooLong { field, max }),
         other => Ok(other),
     }
 }
@@ -329,6 +334,12 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(250))).is_err());
+        // 255 characters sent, counted before trimming (the documented maxLength) and after
+        // lower-casing (what is stored: `İ` lower-cases to two characters).
+        let local = "a".repeat(243);
+        assert!(Email::parse(&format!("{local}@example.com")).is_ok());
+        assert!(Email::parse(&format!("\u{2003}{local}@example.com")).is_err());
+        assert!(Email::parse(&format!("{}@example.com", "\u{130}".repeat(130))).is_err());
         for control in [
             "a\u{0}@example.com",
             "a@exa\u{7}mple.com",
@@ -379,6 +390,8 @@ mod tests {
         );
         assert!(profile_field("phone", Some("1".repeat(33))).is_err());
         assert!(profile_field("last_name", Some("x".repeat(120))).is_ok());
+        // Counted as sent, white space included (the documented maxLength).
+        assert!(profile_field("last_name", Some(format!(" {}", "x".repeat(120)))).is_err());
         assert!(profile_field("first_name", Some("Ann\u{0}".into())).is_err());
         assert!(profile_field("phone", Some("+33\n1".into())).is_err());
     }
