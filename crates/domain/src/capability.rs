@@ -37,6 +37,11 @@ impl Capability {
         Self(Self::MANAGE_USERS.to_owned())
     }
 
+    /// `can.route_orders`.
+    pub fn route_orders() -> Self {
+        Self(Self::ROUTE_ORDERS.to_owned())
+    }
+
     /// A capability from its code; `None` when the code is blank or has characters other than
     /// ASCII letters, digits, `.`, `_` and `-`.
     pub fn parse(code: &str) -> Option<Self> {

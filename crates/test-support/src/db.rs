@@ -78,6 +78,27 @@ pub fn admin_execute(sql: &str) -> usize {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// Runs `$body` on a new connection `$c` of `$db` (its backend's own connection type); connection
+/// and query errors as text.
+macro_rules! on_connection {
+    ($db:expr, |$c:ident| $body:expr) => {
+        match $db.backend {
+            Backend::Sqlite => SqliteConnection::establish($db.sqlite_path())
+                .map_err(|e| e.to_string())
+                .and_then(|mut conn| {
+                    let $c = &mut conn;
+                    $body.map_err(|e| e.to_string())
+                }),
+            Backend::Postgres => PgConnection::establish(&$db.url)
+                .map_err(|e| e.to_string())
+                .and_then(|mut conn| {
+                    let $c = &mut conn;
+                    $body.map_err(|e| e.to_string())
+                }),
+        }
+    };
+}
+
 /// A database that exists for one test: a SQLite file (not created yet) in a temporary
 /// directory, or an empty PostgreSQL database, dropped (with `FORCE`) when the value is.
 /// Nothing is migrated: the code under test does that.
@@ -147,23 +168,8 @@ impl ScratchDatabase {
             + diesel::QueryableByName<diesel::pg::Pg>
             + 'static,
     {
-        let loaded = match self.backend {
-            Backend::Sqlite => SqliteConnection::establish(self.sqlite_path())
-                .map_err(|e| e.to_string())
-                .and_then(|mut c| {
-                    diesel::sql_query(query)
-                        .load(&mut c)
-                        .map_err(|e| e.to_string())
-                }),
-            Backend::Postgres => PgConnection::establish(&self.url)
-                .map_err(|e| e.to_string())
-                .and_then(|mut c| {
-                    diesel::sql_query(query)
-                        .load(&mut c)
-                        .map_err(|e| e.to_string())
-                }),
-        };
-        loaded.unwrap_or_else(|e| panic!("{query}: {e}"))
+        on_connection!(self, |c| diesel::sql_query(query).load(c))
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
     }
 
     /// Counts the rows of `table` matching the SQL `condition`.
@@ -188,22 +194,7 @@ impl ScratchDatabase {
 
     /// Executes a statement directly on the database; the database's refusal as text.
     pub fn try_execute(&self, sql: &str) -> Result<usize, String> {
-        match self.backend {
-            Backend::Sqlite => SqliteConnection::establish(self.sqlite_path())
-                .map_err(|e| e.to_string())
-                .and_then(|mut c| {
-                    diesel::sql_query(sql)
-                        .execute(&mut c)
-                        .map_err(|e| e.to_string())
-                }),
-            Backend::Postgres => PgConnection::establish(&self.url)
-                .map_err(|e| e.to_string())
-                .and_then(|mut c| {
-                    diesel::sql_query(sql)
-                        .execute(&mut c)
-                        .map_err(|e| e.to_string())
-                }),
-        }
+        on_connection!(self, |c| diesel::sql_query(sql).execute(c))
     }
 }
 

@@ -69,25 +69,37 @@ impl RequestLimits {
 
     /// Counts one request of `user`: `429` with `Retry-After` when over either limit.
     pub fn check(&self, user: UserId, metrics: &Metrics) -> Result<(), ApiError> {
-        let clock = DefaultClock::default();
-        if let Err(not_until) = self.per_user.check_key(&user) {
-            metrics.refused(self.name);
-            log::warn!("{} rate limit reached for user {user}", self.name);
-            return Err(ApiError::too_many_requests(retry_after_secs(
-                not_until.wait_time_from(clock.now()),
-            )));
-        }
-        if let Err(not_until) = self.global.check() {
-            metrics.refused(self.name);
-            log::warn!("{} global rate limit reached", self.name);
-            return Err(ApiError::too_many_requests(retry_after_secs(
-                not_until.wait_time_from(clock.now()),
-            )));
-        }
-        if self.per_user.len() > 100_000 {
-            self.per_user.retain_recent();
-        }
+        self.per_user.check_key(&user).map_err(|not_until| {
+            refused(self.name, &not_until, metrics, &format!("for user {user}"))
+        })?;
+        self.global
+            .check()
+            .map_err(|not_until| refused(self.name, &not_until, metrics, "(global)"))?;
+        forget_idle(&self.per_user);
         Ok(())
+    }
+}
+
+/// A request over the in-process limit `limit`: counted in `/metrics`, logged with `whose` (ids,
+/// never a value), answered `429` with `Retry-After`.
+fn refused(
+    limit: &'static str,
+    not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant>,
+    metrics: &Metrics,
+    whose: &str,
+) -> ApiError {
+    metrics.refused(limit);
+    log::warn!("{limit} rate limit reached {whose}");
+    ApiError::too_many_requests(retry_after_secs(
+        not_until.wait_time_from(DefaultClock::default().now()),
+    ))
+}
+
+/// Keeps a keyed limiter's memory bounded: past 100,000 keys, those idle long enough to be full
+/// again are dropped.
+fn forget_idle<K: std::hash::Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>) {
+    if limiter.len() > 100_000 {
+        limiter.retain_recent();
     }
 }
 
@@ -121,27 +133,14 @@ impl SigningLimits {
         user: UserId,
         metrics: &Metrics,
     ) -> Result<(), ApiError> {
-        let clock = DefaultClock::default();
-        let refused = |limit: &'static str, wait: Duration| {
-            metrics.refused(limit);
-            log::warn!("{limit} rate limit reached (service {service}, user {user})");
-            ApiError::too_many_requests(retry_after_secs(wait))
-        };
-        if let Err(not_until) = self.per_service.check_key(service) {
-            return Err(refused(
-                "signing_per_service",
-                not_until.wait_time_from(clock.now()),
-            ));
-        }
-        if let Err(not_until) = self.per_user.check_key(&user) {
-            return Err(refused(
-                "signing_per_user",
-                not_until.wait_time_from(clock.now()),
-            ));
-        }
-        if self.per_user.len() > 100_000 {
-            self.per_user.retain_recent();
-        }
+        let whose = || format!("for service {service} and user {user}");
+        self.per_service
+            .check_key(service)
+            .map_err(|not_until| refused("signing_per_service", &not_until, metrics, &whose()))?;
+        self.per_user
+            .check_key(&user)
+            .map_err(|not_until| refused("signing_per_user", &not_until, metrics, &whose()))?;
+        forget_idle(&self.per_user);
         Ok(())
     }
 }

@@ -83,12 +83,10 @@ impl Metrics {
     /// Counts one answer of the signing route: `outcome` is `signed` or the error code.
     pub fn signature(&self, broker: &str, outcome: &'static str) {
         // A fixed label set: a service sending made-up broker names cannot grow the series.
-        let broker = match broker {
-            "binance" => "binance",
-            "kraken" => "kraken",
-            "alpaca" => "alpaca",
-            _ => "other",
-        };
+        let broker = ["binance", "kraken", "alpaca"]
+            .into_iter()
+            .find(|known| broker.trim().eq_ignore_ascii_case(known))
+            .unwrap_or("other");
         *self
             .signatures
             .lock()

@@ -67,8 +67,7 @@ impl CredentialService {
             .capabilities(order.target)
             .await
             .map_err(|_| DomainError::DependencyUnavailable("entitlements"))?;
-        let route_orders = Capability::parse(Capability::ROUTE_ORDERS);
-        if !route_orders.is_some_and(|c| held.holds(&c)) {
+        if !held.holds(&Capability::route_orders()) {
             return Err(
                 AccessDenied::MissingCapability(Capability::ROUTE_ORDERS.to_owned()).into(),
             );
