@@ -52,7 +52,12 @@ impl RingKey {
 pub struct KeyRing {
     primary: RingKey,
     older: Vec<RingKey>,
+    /// Unique to this ring in this process ([`CredentialCipher::generation`]).
+    generation: u64,
 }
+
+/// The generation of the next ring parsed.
+static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl KeyRing {
     /// Parses one key or a comma-separated ring of keys, the first being primary.
@@ -90,6 +95,7 @@ impl KeyRing {
         Ok(Self {
             primary,
             older: keys.collect(),
+            generation: NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -213,6 +219,10 @@ impl CredentialCipher for KeyRing {
             BindingCheck::Mismatch
         }
     }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.generation)
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +233,17 @@ mod tests {
 
     const KEY_A: &str = "yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc=";
     const KEY_B: &str = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
+
+    #[test]
+    fn every_ring_parsed_has_a_generation_of_its_own() {
+        let first: KeyRing = KEY_A.parse().unwrap();
+        let same_keys: KeyRing = KEY_A.parse().unwrap();
+        let rotated: KeyRing = format!("{KEY_B},{KEY_A}").parse().unwrap();
+        let generations = [&first, &same_keys, &rotated].map(|r| r.generation().unwrap());
+        assert_ne!(generations[0], generations[1]);
+        assert_ne!(generations[1], generations[2]);
+        assert_ne!(generations[0], generations[2]);
+    }
 
     #[test]
     fn first_key_of_the_ring_is_primary() {

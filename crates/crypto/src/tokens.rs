@@ -4,17 +4,28 @@
 //! Refresh tokens this service issues also carry their session (`jti`) and session family
 //! (`fam`), so that a session can be revoked and a reused token detected.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use user_service_domain::{Principal, UserId};
 
 /// Lifetime of an access token issued by this service.
 pub const ACCESS_TOKEN_TTL_SECS: i64 = 15 * 60;
 /// Lifetime of a refresh token issued by this service.
 pub const REFRESH_TOKEN_TTL_SECS: i64 = 7 * 24 * 3600;
+
+/// Seconds since the epoch, as the token library reads the clock (0 before 1970).
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 /// Kind of a token, from its `type` claim (absent means access, as the platform issues them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +92,28 @@ pub struct TokenCodec {
     validation: Validation,
     issuer: Option<String>,
     audience: Option<String>,
+    /// Access tokens this codec verified, by SHA-256 of the token (never the token itself).
+    verified: Mutex<HashMap<[u8; 32], Remembered>>,
 }
+
+/// What a verified access token said, for as long as it is valid.
+struct Remembered {
+    principal: Principal,
+    expires_at: i64,
+    not_before: Option<i64>,
+}
+
+impl Remembered {
+    /// Valid at `now`, by the same rules as a full verification: `exp` not passed, `nbf`
+    /// reached, no leeway.
+    fn valid_at(&self, now: i64) -> bool {
+        self.expires_at >= now && self.not_before.is_none_or(|nbf| nbf <= now)
+    }
+}
+
+/// Most access tokens remembered (about a hundred bytes each); past that, those expired are
+/// dropped, and if none is, the memory starts again empty.
+const REMEMBERED_TOKENS: usize = 4096;
 
 impl fmt::Debug for TokenCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -123,15 +155,22 @@ impl TokenCodec {
             validation,
             issuer,
             audience,
+            verified: Mutex::default(),
         }
     }
 
     /// Verifies signature, algorithm, expiry, not-before and the optional `iss` / `aud`, and
     /// reads the subject.
     pub fn verify(&self, token: &str) -> Result<Verified, InvalidToken> {
+        self.verify_claims(token).map(|(verified, _)| verified)
+    }
+
+    /// [`TokenCodec::verify`], and the token's `nbf`.
+    fn verify_claims(&self, token: &str) -> Result<(Verified, Option<i64>), InvalidToken> {
         let data =
             decode::<Claims>(token, &self.decoding, &self.validation).map_err(|_| InvalidToken)?;
         let claims = data.claims;
+        let not_before = claims.nbf;
         let principal = match &claims.sub {
             serde_json::Value::String(s) => Principal::from_subject(s),
             serde_json::Value::Number(n) => n
@@ -146,24 +185,69 @@ impl TokenCodec {
             (Some(id), Some(family)) => Some(SessionClaims { id, family }),
             _ => None,
         };
-        Ok(Verified {
+        let verified = Verified {
             principal,
             kind: claims.kind.unwrap_or(TokenKind::Access),
             session,
             expires_at: claims.exp,
-        })
+        };
+        Ok((verified, not_before))
     }
 
     /// Verifies a token that must grant API access (refresh tokens are refused).
+    ///
+    /// A client sends the same access token with every request for its lifetime, and checking
+    /// it (two base64 and JSON decodings, an HMAC) is a tenth of a credential list's own work.
+    /// So an access token verified once is remembered by its SHA-256 and, while it is still
+    /// valid by its `exp` and `nbf`, accepted again on the digest alone: the same bytes under the
+    /// same secret verify alike. A reloaded secret makes a new codec, which remembers nothing.
     pub fn verify_access(&self, token: &str) -> Result<Principal, InvalidToken> {
-        match self.verify(token)? {
-            Verified {
-                principal,
-                kind: TokenKind::Access,
-                ..
-            } => Ok(principal),
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = unix_now();
+        if let Some(known) = self.remembered().get(&digest) {
+            if known.valid_at(now) {
+                return Ok(known.principal.clone());
+            }
+        }
+        match self.verify_claims(token)? {
+            (
+                Verified {
+                    principal,
+                    kind: TokenKind::Access,
+                    expires_at,
+                    ..
+                },
+                not_before,
+            ) => {
+                self.remember(
+                    digest,
+                    Remembered {
+                        principal: principal.clone(),
+                        expires_at,
+                        not_before,
+                    },
+                    now,
+                );
+                Ok(principal)
+            }
             _ => Err(InvalidToken),
         }
+    }
+
+    fn remembered(&self) -> MutexGuard<'_, HashMap<[u8; 32], Remembered>> {
+        // Every statement leaves the map whole: a panic elsewhere cannot break it.
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn remember(&self, digest: [u8; 32], token: Remembered, now: i64) {
+        let mut remembered = self.remembered();
+        if remembered.len() >= REMEMBERED_TOKENS {
+            remembered.retain(|_, known| known.valid_at(now));
+            if remembered.len() >= REMEMBERED_TOKENS {
+                remembered.clear();
+            }
+        }
+        remembered.insert(digest, token);
     }
 
     /// Issues an access token for `principal`, valid for [`ACCESS_TOKEN_TTL_SECS`].
@@ -349,6 +433,105 @@ mod tests {
         assert_eq!(strict.verify_access(good.expose_secret()), Ok(user(3)));
         let lax = TokenCodec::new(&secret, None, None).issue_access(&user(3));
         assert_eq!(strict.verify_access(lax.expose_secret()), Err(InvalidToken));
+    }
+
+    #[test]
+    fn a_remembered_token_is_accepted_only_as_sent_and_while_valid() {
+        let codec = codec();
+        let token = codec.issue_access(&user(7));
+        let token = token.expose_secret();
+        assert_eq!(codec.verify_access(token), Ok(user(7)));
+        assert_eq!(codec.remembered().len(), 1);
+        assert_eq!(codec.verify_access(token), Ok(user(7)), "from memory");
+        // A token one byte away from a remembered one is verified in full, and refused.
+        let signature = token.rfind('.').unwrap() + 1;
+        let first = &token[signature..=signature];
+        let tampered = format!(
+            "{}{}{}",
+            &token[..signature],
+            if first == "A" { "B" } else { "A" },
+            &token[signature + 1..]
+        );
+        assert_eq!(codec.verify_access(&tampered), Err(InvalidToken));
+        // Refresh tokens are never remembered, nor accepted.
+        let session = SessionClaims {
+            id: "s".into(),
+            family: "f".into(),
+        };
+        let refresh = codec.issue_refresh(UserId(7), &session);
+        assert_eq!(
+            codec.verify_access(refresh.expose_secret()),
+            Err(InvalidToken)
+        );
+        assert_eq!(codec.remembered().len(), 1);
+        // Another secret (a reload makes a new codec) remembers nothing.
+        let other = TokenCodec::new(&SecretString::from("another-secret"), None, None);
+        assert_eq!(other.verify_access(token), Err(InvalidToken));
+    }
+
+    #[test]
+    fn a_remembered_token_expires_as_a_verified_one_does() {
+        let known = Remembered {
+            principal: user(1),
+            expires_at: 1_000,
+            not_before: Some(900),
+        };
+        assert!(!known.valid_at(899));
+        assert!(known.valid_at(900));
+        assert!(
+            known.valid_at(1_000),
+            "exp is the last valid second, as jsonwebtoken has it"
+        );
+        assert!(!known.valid_at(1_001));
+        // Past its expiry, a remembered token is verified in full again, and refused.
+        let codec = codec();
+        let token = codec.issue_with_expiry(&user(1), TokenKind::Access, unix_now() + 60);
+        let token = token.expose_secret();
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        codec.remembered().insert(
+            digest,
+            Remembered {
+                principal: user(2),
+                expires_at: unix_now() - 1,
+                not_before: None,
+            },
+        );
+        assert_eq!(codec.verify_access(token), Ok(user(1)), "verified anew");
+    }
+
+    #[test]
+    fn the_memory_of_tokens_is_bounded() {
+        let codec = codec();
+        let now = unix_now();
+        for n in 0..REMEMBERED_TOKENS {
+            let mut digest = [0u8; 32];
+            digest[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            let expires_at = if n % 2 == 0 { now - 1 } else { now + 60 };
+            codec.remember(
+                digest,
+                Remembered {
+                    principal: user(1),
+                    expires_at,
+                    not_before: None,
+                },
+                now,
+            );
+        }
+        assert_eq!(codec.remembered().len(), REMEMBERED_TOKENS);
+        codec.remember(
+            [0xff; 32],
+            Remembered {
+                principal: user(1),
+                expires_at: now + 60,
+                not_before: None,
+            },
+            now,
+        );
+        assert_eq!(
+            codec.remembered().len(),
+            REMEMBERED_TOKENS / 2 + 1,
+            "full: the expired ones were dropped"
+        );
     }
 
     #[test]

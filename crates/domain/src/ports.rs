@@ -82,6 +82,13 @@ pub trait CredentialCipher: Send + Sync {
     /// configured key when it has none), compared in constant time. Whether an unbound row may
     /// be read is not the cipher's decision (see [`crate::cutover`]).
     fn verify_binding(&self, row: &StoredCredential) -> BindingCheck;
+    /// Names this set of keys for callers that keep what they computed with it: two ciphers
+    /// answering the same `Some(id)` decrypt and verify every token alike, and a cipher whose
+    /// keys differ never answers an id another one gave. `None`: keep nothing computed with
+    /// this cipher beyond the call.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// One row write of an update, prepared by the domain: ciphertext only.

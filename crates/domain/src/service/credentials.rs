@@ -20,6 +20,7 @@ use crate::ports::{
 use crate::secret::PlainSecret;
 use crate::service::context::RequestContext;
 use crate::service::cutover::{CutoverGate, LazyMode};
+use crate::service::shown::{Masks, ShownRows};
 use crate::update::{plan_update, CredentialUpdate, HalfChange, PlannedChange};
 use crate::user::UserId;
 
@@ -75,6 +76,8 @@ pub struct CredentialService {
     pub(super) clock: Arc<dyn Clock>,
     max_per_user: usize,
     cutover: CutoverGate,
+    /// What rows showed when listed before, shared by the clones of this service.
+    shown: Arc<ShownRows>,
 }
 
 impl std::fmt::Debug for CredentialService {
@@ -96,6 +99,7 @@ impl CredentialService {
             clock,
             max_per_user: crate::limits::DEFAULT_MAX_CREDENTIALS_PER_USER,
             cutover: CutoverGate::closed(),
+            shown: Arc::default(),
         }
     }
 
@@ -517,9 +521,24 @@ impl CredentialService {
     ) -> Vec<CredentialStatus> {
         let mut statuses = Vec::with_capacity(rows.len());
         let mut mode = LazyMode::new(&self.cutover);
-        for row in rows {
-            let admitted = mode.admits(cipher.verify_binding(row)).await;
-            let status = status_of(cipher, row, admitted);
+        // Rows shown before, unchanged and under the same keys, are shown again as they were.
+        let generation = cipher.generation();
+        let recalled = self.shown.recall(generation, rows);
+        let mut opened = Vec::new();
+        for (row, recalled) in rows.iter().zip(recalled) {
+            if let Some(masks) = recalled {
+                statuses.push(status_with(row, Some(masks)));
+                continue;
+            }
+            let check = cipher.verify_binding(row);
+            let admitted = mode.admits(check).await;
+            let masks = masks_of(cipher, row, admitted);
+            if let (BindingCheck::Bound, Some(masks)) = (check, &masks) {
+                if generation.is_some() {
+                    opened.push((row.clone(), masks.clone()));
+                }
+            }
+            let status = status_with(row, masks);
             if status.status == CredentialHealth::Undecryptable {
                 warn!(
                     "broker credential row {} (key id {}) cannot be decrypted or failed its binding check",
@@ -538,6 +557,7 @@ impl CredentialService {
             }
             statuses.push(status);
         }
+        self.shown.keep(generation, opened);
         statuses
     }
 
@@ -625,23 +645,44 @@ pub fn status_of(
     row: &StoredCredential,
     admitted: bool,
 ) -> CredentialStatus {
-    let open = |token: Option<&String>| {
-        token.map(|t| cipher.decrypt(t).map(|o| mask(o.value.expose_secret())))
+    status_with(row, masks_of(cipher, row, admitted))
+}
+
+/// The masks of a row's halves, or `None` when the row cannot be read: not `admitted`, or a
+/// half does not decrypt.
+fn masks_of(
+    cipher: &dyn CredentialCipher,
+    row: &StoredCredential,
+    admitted: bool,
+) -> Option<Masks> {
+    if !admitted {
+        return None;
+    }
+    let open = |token: Option<&String>| -> Result<Option<String>, CipherError> {
+        token
+            .map(|t| cipher.decrypt(t).map(|o| mask(o.value.expose_secret())))
+            .transpose()
     };
-    let key = open(row.api_key_encrypted.as_ref());
-    let secret = open(row.api_secret_encrypted.as_ref());
-    let readable = admitted && !matches!(key, Some(Err(_))) && !matches!(secret, Some(Err(_)));
-    let masked = |half: Option<Result<String, CipherError>>| match half {
-        Some(Ok(mask)) if readable => Some(mask),
-        _ => None,
-    };
+    Some(Masks {
+        key: open(row.api_key_encrypted.as_ref()).ok()?,
+        secret: open(row.api_secret_encrypted.as_ref()).ok()?,
+    })
+}
+
+/// The public status of a row whose halves show `masks` (`None`: undecryptable).
+fn status_with(row: &StoredCredential, masks: Option<Masks>) -> CredentialStatus {
+    let readable = masks.is_some();
+    let Masks { key, secret } = masks.unwrap_or(Masks {
+        key: None,
+        secret: None,
+    });
     CredentialStatus {
         broker: row.broker.to_string(),
         label: row.label.clone(),
         has_api_key: row.api_key_encrypted.is_some(),
         has_api_secret: row.api_secret_encrypted.is_some(),
-        api_key_masked: masked(key),
-        api_secret_masked: masked(secret),
+        api_key_masked: key,
+        api_secret_masked: secret,
         updated_at: row.updated_at,
         last_test_status: row.last_test_status.clone(),
         last_tested_at: row.last_tested_at,
@@ -698,6 +739,8 @@ mod tests {
                 Some("forged") => BindingCheck::Mismatch,
                 Some(_) => BindingCheck::Bound,
             });
+        // Nothing shown is kept between calls unless a test says so.
+        cipher.expect_generation().return_const(None);
         cipher
     }
 
@@ -850,6 +893,66 @@ mod tests {
         assert_eq!(list[0].api_key_masked.as_deref(), Some("••••••••efgh"));
         assert_eq!(list[0].api_secret_masked.as_deref(), Some("•••"));
         assert_eq!(list[0].status, CredentialHealth::Ok);
+    }
+
+    /// A cipher of generation `generation` that decrypts `enc:` tokens exactly `decryptions`
+    /// times and checks bindings exactly `checks` times.
+    fn counted_cipher(generation: u64, decryptions: usize, checks: usize) -> MockCredentialCipher {
+        let mut cipher = MockCredentialCipher::new();
+        cipher.expect_generation().return_const(Some(generation));
+        cipher
+            .expect_decrypt()
+            .times(decryptions)
+            .returning(|token| match token.strip_prefix("enc:") {
+                Some(plain) => Ok(Opened {
+                    value: PlainSecret::new(plain),
+                    key_id: KeyId::new("primary"),
+                }),
+                None => Err(CipherError::Undecryptable),
+            });
+        cipher
+            .expect_verify_binding()
+            .times(checks)
+            .returning(|row| match row.binding.as_deref() {
+                Some("forged") => BindingCheck::Mismatch,
+                _ => BindingCheck::Bound,
+            });
+        cipher
+    }
+
+    #[tokio::test]
+    async fn a_row_shown_before_is_shown_again_without_decrypting_while_it_and_the_keys_stay() {
+        let bound = readable_row("binance", "abcd1234efgh", "xyz", 2);
+        let mut forged = readable_row("kraken", "kkkk", "ssss", 1);
+        forged.id = 11;
+        forged.binding = Some("forged".into());
+        let mut rows = vec![bound.clone(), forged];
+        let mut repo = MockCredentialRepository::new();
+        let served = Arc::new(std::sync::Mutex::new(rows.clone()));
+        let serving = Arc::clone(&served);
+        repo.expect_list()
+            .returning(move |_| Ok(serving.lock().unwrap().clone()));
+        let service = service(repo);
+        let list_with = |cipher: MockCredentialCipher| {
+            let service = service.clone();
+            async move { service.list(&cipher, &ctx(), UserId(1)).await.unwrap() }
+        };
+
+        // First read: both rows checked, the bound one's two halves decrypted.
+        let first = list_with(counted_cipher(1, 2, 2)).await;
+        // Again, same keys: only the forged row is checked again, nothing is decrypted.
+        let again = list_with(counted_cipher(1, 0, 1)).await;
+        assert_eq!(first, again);
+        assert_eq!(again[0].api_key_masked.as_deref(), Some("••••••••efgh"));
+        assert_eq!(again[1].status, CredentialHealth::Undecryptable);
+        // Other keys (a reloaded ring): everything is decided anew.
+        list_with(counted_cipher(2, 2, 2)).await;
+        // The row written since: anew; its masks are those of the new content.
+        rows[0].version = 3;
+        rows[0].api_key_encrypted = Some("enc:new-key-0000".into());
+        *served.lock().unwrap() = rows;
+        let written = list_with(counted_cipher(2, 2, 2)).await;
+        assert_eq!(written[0].api_key_masked.as_deref(), Some("••••••••0000"));
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 mod context;
 mod credentials;
 pub mod cutover;
+mod shown;
 mod sign_in;
 mod signing;
 mod users;
