@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::dsl::count_star;
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::sqlite::Sqlite;
 use diesel_async::pg::AsyncPgConnection;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use user_service_domain::ports::{
@@ -11,6 +13,7 @@ use user_service_domain::ports::{
 };
 use user_service_domain::{AuditEvent, BrokerId, KeyId, RepositoryError, StoredCredential, UserId};
 
+use super::user_rows::UserRows;
 use super::{count, CredentialStore};
 use crate::connection::on_backend;
 use crate::connection::{DbConnection, SqliteConn};
@@ -23,7 +26,7 @@ use crate::sql_types::DbTime;
 /// A row as read.
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = ubc)]
-struct CredentialRow {
+pub(crate) struct CredentialRow {
     id: i64,
     user_id: i64,
     broker: String,
@@ -94,6 +97,7 @@ macro_rules! rows_query {
             .select(CredentialRow::as_select())
     };
 }
+pub(crate) use rows_query;
 
 /// Inserts a new row unless one exists for its broker (then nothing: the caller sees a lost
 /// race), returning it as stored.
@@ -173,7 +177,10 @@ fn sorted(rows: Vec<CredentialRow>) -> Result<Vec<StoredCredential>, Failure> {
 }
 
 async fn rows_of(conn: &mut DbConnection, user: UserId) -> Result<Vec<StoredCredential>, Failure> {
-    let rows: Vec<CredentialRow> = on_backend!(conn, |c| rows_query!(user).load(c).await)?;
+    let rows: Vec<CredentialRow> = match conn {
+        DbConnection::Postgres(c) => UserRows::<Pg>::new(user).load(c).await?,
+        DbConnection::Sqlite(c) => UserRows::<Sqlite>::new(user).load(c).await?,
+    };
     sorted(rows)
 }
 
@@ -194,7 +201,7 @@ async fn begin_and_read(
                 },
                 async {
                     let mut c = c;
-                    rows_query!(user).load(&mut c).await
+                    UserRows::<Pg>::new(user).load(&mut c).await
                 },
             )
             .await?;
@@ -202,7 +209,7 @@ async fn begin_and_read(
         }
         DbConnection::Sqlite(c) => {
             c.batch_execute(begin).await?;
-            rows_query!(user).load(c).await?
+            UserRows::<Sqlite>::new(user).load(c).await?
         }
     };
     sorted(rows)

@@ -8,6 +8,7 @@ mod onboarding;
 mod preferences;
 mod sessions;
 mod throttle;
+mod user_rows;
 mod users;
 
 use crate::database::Database;
