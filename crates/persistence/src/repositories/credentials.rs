@@ -13,7 +13,7 @@ use user_service_domain::ports::{
 };
 use user_service_domain::{AuditEvent, BrokerId, KeyId, RepositoryError, StoredCredential, UserId};
 
-use super::user_rows::UserRows;
+use super::user_rows::{CredentialRow, UserRows};
 use super::{count, CredentialStore};
 use crate::connection::on_backend;
 use crate::connection::{DbConnection, SqliteConn};
@@ -22,56 +22,6 @@ use crate::error::Failure;
 use crate::prepared::KeepPrepared;
 use crate::schema::user_broker_credentials as ubc;
 use crate::sql_types::DbTime;
-
-/// A row as read.
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = ubc)]
-pub(crate) struct CredentialRow {
-    id: i64,
-    user_id: i64,
-    broker: String,
-    label: Option<String>,
-    api_key_encrypted: Option<String>,
-    api_secret_encrypted: Option<String>,
-    key_id: Option<String>,
-    binding: Option<String>,
-    version: i64,
-    last_test_status: Option<String>,
-    last_tested_at: Option<DbTime>,
-    created_at: DbTime,
-    updated_at: DbTime,
-    trading_enabled: bool,
-}
-
-impl CredentialRow {
-    fn into_domain(self) -> Result<StoredCredential, Failure> {
-        let broker = BrokerId::from_stored(&self.broker).map_err(|_| {
-            Failure::corrupt(
-                "read broker credentials",
-                format!(
-                    "broker credential row {} has an invalid broker identifier",
-                    self.id
-                ),
-            )
-        })?;
-        Ok(StoredCredential {
-            id: self.id,
-            user_id: UserId(self.user_id),
-            broker,
-            label: self.label,
-            api_key_encrypted: self.api_key_encrypted,
-            api_secret_encrypted: self.api_secret_encrypted,
-            key_id: self.key_id.map(KeyId::new),
-            binding: self.binding,
-            version: self.version,
-            last_test_status: self.last_test_status,
-            last_tested_at: self.last_tested_at.map(|t| t.0),
-            trading_enabled: self.trading_enabled,
-            created_at: self.created_at.0,
-            updated_at: self.updated_at.0,
-        })
-    }
-}
 
 /// A row as inserted.
 #[derive(Insertable)]
@@ -88,16 +38,6 @@ struct NewCredentialRow<'a> {
     updated_at: DbTime,
     trading_enabled: bool,
 }
-
-/// The rows of a user (unordered: see [`sorted`]).
-macro_rules! rows_query {
-    ($user:expr) => {
-        ubc::table
-            .filter(ubc::user_id.eq($user.0))
-            .select(CredentialRow::as_select())
-    };
-}
-pub(crate) use rows_query;
 
 /// Inserts a new row unless one exists for its broker (then nothing: the caller sees a lost
 /// race), returning it as stored.

@@ -19,10 +19,70 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::BigInt;
 use diesel::sqlite::Sqlite;
-use user_service_domain::UserId;
+use user_service_domain::{BrokerId, KeyId, StoredCredential, UserId};
 
-use super::credentials::{rows_query, CredentialRow};
+use crate::error::Failure;
 use crate::schema::user_broker_credentials as ubc;
+use crate::sql_types::DbTime;
+
+/// A credential row as read.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = ubc)]
+pub(crate) struct CredentialRow {
+    id: i64,
+    user_id: i64,
+    broker: String,
+    label: Option<String>,
+    api_key_encrypted: Option<String>,
+    api_secret_encrypted: Option<String>,
+    key_id: Option<String>,
+    binding: Option<String>,
+    version: i64,
+    last_test_status: Option<String>,
+    last_tested_at: Option<DbTime>,
+    created_at: DbTime,
+    updated_at: DbTime,
+    trading_enabled: bool,
+}
+
+impl CredentialRow {
+    pub(crate) fn into_domain(self) -> Result<StoredCredential, Failure> {
+        let broker = BrokerId::from_stored(&self.broker).map_err(|_| {
+            Failure::corrupt(
+                "read broker credentials",
+                format!(
+                    "broker credential row {} has an invalid broker identifier",
+                    self.id
+                ),
+            )
+        })?;
+        Ok(StoredCredential {
+            id: self.id,
+            user_id: UserId(self.user_id),
+            broker,
+            label: self.label,
+            api_key_encrypted: self.api_key_encrypted,
+            api_secret_encrypted: self.api_secret_encrypted,
+            key_id: self.key_id.map(KeyId::new),
+            binding: self.binding,
+            version: self.version,
+            last_test_status: self.last_test_status,
+            last_tested_at: self.last_tested_at.map(|t| t.0),
+            trading_enabled: self.trading_enabled,
+            created_at: self.created_at.0,
+            updated_at: self.updated_at.0,
+        })
+    }
+}
+
+/// The rows of a user, unordered (the repository sorts them by broker).
+macro_rules! rows_query {
+    ($user:expr) => {
+        ubc::table
+            .filter(ubc::user_id.eq($user.0))
+            .select(CredentialRow::as_select())
+    };
+}
 
 /// `rows_query!(user)`, its text rendered once per backend.
 #[derive(Debug, Clone, Copy)]
