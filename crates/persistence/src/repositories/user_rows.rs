@@ -1,5 +1,5 @@
-//! The credential rows of a user, the query of every credential `GET` and `PUT`, with its SQL
-//! text rendered once per process instead of on every execution.
+//! The credential row as read, and the query of every credential `GET` and `PUT` that reads a
+//! user's rows, with its SQL text rendered once per process instead of on every execution.
 //!
 //! diesel-async renders a query's text on every execution, even when the statement is already
 //! prepared on the connection, because it finds the statement by walking the query: for this
