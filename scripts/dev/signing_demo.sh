@@ -9,6 +9,8 @@
 # not accepted. Usage: scripts/dev/signing_demo.sh   (builds what it needs; CI runs it)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=scripts/dev/lib.sh
+source "$root/scripts/dev/lib.sh"
 cd "$root"
 target=${CARGO_TARGET_DIR:-$root/target}
 work=$(mktemp -d)
@@ -33,11 +35,7 @@ unset DATABASE_URL JWT_SECRET JWT_SECRET_FILE BROKER_CREDENTIALS_ENCRYPTION_KEY 
   BROKER_CREDENTIALS_ENCRYPTION_KEY_FILE SECRET_MANAGER_PROVIDER
 "$bin" serve >"$work/server.log" 2>&1 &
 server=$!
-for _ in $(seq 1 200); do
-  curl -fsS "$base/health" >/dev/null 2>&1 && break
-  sleep 0.05
-done
-curl -fsS "$base/health" >/dev/null || { cat "$work/server.log" >&2; exit 1; }
+wait_healthy "$base" "$work/server.log"
 echo "1. user-service on $base (SIGNING_SERVICES=order-router)"
 
 created=$("$bin" users create --email trader@example.com --print-token 2>>"$work/cli.log")

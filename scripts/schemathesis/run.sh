@@ -6,6 +6,8 @@
 # schemathesis; .ci/run installs it).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=scripts/dev/lib.sh
+source "$root/scripts/dev/lib.sh"
 max_time=${1:-150}
 bin=${USER_SERVICE_BIN:-$root/target/debug/user-service}
 port=${SCHEMATHESIS_PORT:-18911}
@@ -19,10 +21,7 @@ trap cleanup EXIT
 export APP_ENV=local USER_SERVICE_DATA_DIR=$work/data PORT=$port HOST=127.0.0.1 RUST_LOG=warn
 "$bin" serve >"$work/server.log" 2>&1 &
 server=$!
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_healthy "http://127.0.0.1:$port" "$work/server.log"
 token=$("$bin" users create --email schemathesis-operator@example.com --operator --print-token | tail -n 1)
 # `DELETE /users/me` would delete the operator the run signs in with, turning every later
 # request into a 403; it is covered by the HTTP tests instead.

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
@@ -19,13 +18,6 @@ use user_service_domain::{Principal, UserId};
 pub const ACCESS_TOKEN_TTL_SECS: i64 = 15 * 60;
 /// Lifetime of a refresh token issued by this service.
 pub const REFRESH_TOKEN_TTL_SECS: i64 = 7 * 24 * 3600;
-
-/// Seconds since the epoch, as the token library reads the clock (0 before 1970).
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 /// Kind of a token, from its `type` claim (absent means access, as the platform issues them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +69,8 @@ pub struct Verified {
     pub session: Option<SessionClaims>,
     /// When it expires (seconds since the epoch).
     pub expires_at: i64,
+    /// When it starts to be valid (`nbf`, seconds since the epoch), if it says.
+    pub not_before: Option<i64>,
 }
 
 /// The token is missing, malformed, badly signed, expired, not yet valid or of the wrong kind.
@@ -162,15 +156,9 @@ impl TokenCodec {
     /// Verifies signature, algorithm, expiry, not-before and the optional `iss` / `aud`, and
     /// reads the subject.
     pub fn verify(&self, token: &str) -> Result<Verified, InvalidToken> {
-        self.verify_claims(token).map(|(verified, _)| verified)
-    }
-
-    /// [`TokenCodec::verify`], and the token's `nbf`.
-    fn verify_claims(&self, token: &str) -> Result<(Verified, Option<i64>), InvalidToken> {
         let data =
             decode::<Claims>(token, &self.decoding, &self.validation).map_err(|_| InvalidToken)?;
         let claims = data.claims;
-        let not_before = claims.nbf;
         let principal = match &claims.sub {
             serde_json::Value::String(s) => Principal::from_subject(s),
             serde_json::Value::Number(n) => n
@@ -185,13 +173,13 @@ impl TokenCodec {
             (Some(id), Some(family)) => Some(SessionClaims { id, family }),
             _ => None,
         };
-        let verified = Verified {
+        Ok(Verified {
             principal,
             kind: claims.kind.unwrap_or(TokenKind::Access),
             session,
             expires_at: claims.exp,
-        };
-        Ok((verified, not_before))
+            not_before: claims.nbf,
+        })
     }
 
     /// Verifies a token that must grant API access (refresh tokens are refused).
@@ -203,35 +191,23 @@ impl TokenCodec {
     /// same secret verify alike. A reloaded secret makes a new codec, which remembers nothing.
     pub fn verify_access(&self, token: &str) -> Result<Principal, InvalidToken> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let now = unix_now();
+        let now = chrono::Utc::now().timestamp();
         if let Some(known) = self.remembered().get(&digest) {
             if known.valid_at(now) {
                 return Ok(known.principal.clone());
             }
         }
-        match self.verify_claims(token)? {
-            (
-                Verified {
-                    principal,
-                    kind: TokenKind::Access,
-                    expires_at,
-                    ..
-                },
-                not_before,
-            ) => {
-                self.remember(
-                    digest,
-                    Remembered {
-                        principal: principal.clone(),
-                        expires_at,
-                        not_before,
-                    },
-                    now,
-                );
-                Ok(principal)
-            }
-            _ => Err(InvalidToken),
+        let verified = self.verify(token)?;
+        if verified.kind != TokenKind::Access {
+            return Err(InvalidToken);
         }
+        let known = Remembered {
+            principal: verified.principal.clone(),
+            expires_at: verified.expires_at,
+            not_before: verified.not_before,
+        };
+        self.remember(digest, known, now);
+        Ok(verified.principal)
     }
 
     fn remembered(&self) -> MutexGuard<'_, HashMap<[u8; 32], Remembered>> {
@@ -485,14 +461,18 @@ mod tests {
         assert!(!known.valid_at(1_001));
         // Past its expiry, a remembered token is verified in full again, and refused.
         let codec = codec();
-        let token = codec.issue_with_expiry(&user(1), TokenKind::Access, unix_now() + 60);
+        let token = codec.issue_with_expiry(
+            &user(1),
+            TokenKind::Access,
+            chrono::Utc::now().timestamp() + 60,
+        );
         let token = token.expose_secret();
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         codec.remembered().insert(
             digest,
             Remembered {
                 principal: user(2),
-                expires_at: unix_now() - 1,
+                expires_at: chrono::Utc::now().timestamp() - 1,
                 not_before: None,
             },
         );
@@ -502,7 +482,7 @@ mod tests {
     #[test]
     fn the_memory_of_tokens_is_bounded() {
         let codec = codec();
-        let now = unix_now();
+        let now = chrono::Utc::now().timestamp();
         for n in 0..REMEMBERED_TOKENS {
             let mut digest = [0u8; 32];
             digest[..8].copy_from_slice(&(n as u64).to_le_bytes());

@@ -708,6 +708,26 @@ mod tests {
     use chrono::{TimeZone, Utc};
     use mockall::predicate::eq;
 
+    /// The fake cipher's decryption: `enc:<plaintext>` under key `primary`; anything else fails.
+    fn open_fake(token: &str) -> Result<Opened, CipherError> {
+        match token.strip_prefix("enc:") {
+            Some(plain) => Ok(Opened {
+                value: PlainSecret::new(plain),
+                key_id: KeyId::new("primary"),
+            }),
+            None => Err(CipherError::Undecryptable),
+        }
+    }
+
+    /// The fake cipher's binding check: no tag is unbound, `forged` mismatches, any other binds.
+    fn check_fake(row: &StoredCredential) -> BindingCheck {
+        match row.binding.as_deref() {
+            None => BindingCheck::Unbound,
+            Some("forged") => BindingCheck::Mismatch,
+            Some(_) => BindingCheck::Bound,
+        }
+    }
+
     /// A cipher whose tokens are `enc:<plaintext>` under key `primary`; `bad:` tokens fail.
     fn fake_cipher() -> MockCredentialCipher {
         let mut cipher = MockCredentialCipher::new();
@@ -720,25 +740,11 @@ mod tests {
                 key_id: KeyId::new("primary"),
             })
         });
-        cipher
-            .expect_decrypt()
-            .returning(|token| match token.strip_prefix("enc:") {
-                Some(plain) => Ok(Opened {
-                    value: PlainSecret::new(plain),
-                    key_id: KeyId::new("primary"),
-                }),
-                None => Err(CipherError::Undecryptable),
-            });
+        cipher.expect_decrypt().returning(open_fake);
         cipher
             .expect_bind()
             .returning(|input| format!("bound:{}:{}", input.user_id, input.version));
-        cipher
-            .expect_verify_binding()
-            .returning(|row| match row.binding.as_deref() {
-                None => BindingCheck::Unbound,
-                Some("forged") => BindingCheck::Mismatch,
-                Some(_) => BindingCheck::Bound,
-            });
+        cipher.expect_verify_binding().returning(check_fake);
         // Nothing shown is kept between calls unless a test says so.
         cipher.expect_generation().return_const(None);
         cipher
@@ -903,20 +909,11 @@ mod tests {
         cipher
             .expect_decrypt()
             .times(decryptions)
-            .returning(|token| match token.strip_prefix("enc:") {
-                Some(plain) => Ok(Opened {
-                    value: PlainSecret::new(plain),
-                    key_id: KeyId::new("primary"),
-                }),
-                None => Err(CipherError::Undecryptable),
-            });
+            .returning(open_fake);
         cipher
             .expect_verify_binding()
             .times(checks)
-            .returning(|row| match row.binding.as_deref() {
-                Some("forged") => BindingCheck::Mismatch,
-                _ => BindingCheck::Bound,
-            });
+            .returning(check_fake);
         cipher
     }
 
